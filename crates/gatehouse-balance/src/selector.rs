@@ -1,0 +1,177 @@
+//! A pool's server choice: primary tier first, backup tier only when no primary is eligible; servers already
+//! tried for this request, and servers that are down, are never eligible.
+
+use crate::{ip_hash::IpHash, least_conn::LeastConn, round_robin::RoundRobin, Balancer, ServerState};
+use std::sync::Arc;
+
+/// One server as a balancer sees it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub state: Arc<ServerState>,
+    pub weight: u32,
+}
+
+/// Which algorithm a pool uses; config produces this, [`Selector::new`] turns it into a [`Balancer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin,
+    IpHash,
+    LeastConn,
+}
+
+impl Algorithm {
+    fn build(self, members: &[Member]) -> Box<dyn Balancer> {
+        match self {
+            Algorithm::RoundRobin => Box::new(RoundRobin::new(members)),
+            Algorithm::IpHash => Box::new(IpHash::new(members)),
+            Algorithm::LeastConn => Box::new(LeastConn::new()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Tier {
+    members: Vec<Member>,
+    balancer: Box<dyn Balancer>,
+}
+
+/// Servers already tried for one request, by (tier, index). Small and allocation-free for the usual retries.
+#[derive(Debug, Default)]
+pub struct Tried {
+    inline: [(u8, u32); 4],
+    len: usize,
+    spill: Vec<(u8, u32)>,
+}
+
+impl Tried {
+    fn contains(&self, t: u8, i: usize) -> bool {
+        let i = i as u32;
+        self.inline[..self.len.min(4)].contains(&(t, i)) || self.spill.contains(&(t, i))
+    }
+
+    fn push(&mut self, t: u8, i: usize) {
+        if self.len < 4 {
+            self.inline[self.len] = (t, i as u32);
+        } else {
+            self.spill.push((t, i as u32));
+        }
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[derive(Debug)]
+pub struct Selector {
+    tiers: [Tier; 2],
+    algorithm: Algorithm,
+}
+
+impl Selector {
+    /// `servers` are (state, weight, backup).
+    pub fn new(algorithm: Algorithm, servers: impl IntoIterator<Item = (Arc<ServerState>, u32, bool)>) -> Self {
+        let (mut primary, mut backup) = (Vec::new(), Vec::new());
+        for (state, weight, is_backup) in servers {
+            let m = Member { state, weight };
+            if is_backup {
+                backup.push(m)
+            } else {
+                primary.push(m)
+            }
+        }
+        let tier = |members: Vec<Member>| Tier {
+            balancer: algorithm.build(&members),
+            members,
+        };
+        Selector {
+            tiers: [tier(primary), tier(backup)],
+            algorithm,
+        }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Picks the next server for a request and records it in `tried`. `None`: no server is eligible.
+    pub fn select(&self, key: u64, tried: &mut Tried, now: u64) -> Option<&Member> {
+        for (t, tier) in self.tiers.iter().enumerate() {
+            let t = t as u8;
+            let eligible = |i: usize| !tried.contains(t, i) && tier.members[i].state.is_available(now);
+            if let Some(i) = tier.balancer.pick(&tier.members, key, &eligible) {
+                tried.push(t, i);
+                return Some(&tier.members[i]);
+            }
+        }
+        None
+    }
+
+    /// Every member, primaries first.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.tiers.iter().flat_map(|t| t.members.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::now_ms;
+
+    fn states(n: usize) -> Vec<Arc<ServerState>> {
+        (0..n)
+            .map(|i| Arc::new(ServerState::new(format!("127.0.0.1:{}", 1000 + i).parse().unwrap())))
+            .collect()
+    }
+
+    #[test]
+    fn backup_only_when_no_primary_is_available() {
+        let s = states(3);
+        let sel = Selector::new(
+            Algorithm::RoundRobin,
+            [(s[0].clone(), 1, false), (s[1].clone(), 1, false), (s[2].clone(), 1, true)],
+        );
+        for _ in 0..10 {
+            let m = sel.select(0, &mut Tried::default(), now_ms()).unwrap();
+            assert_ne!(m.state.addr(), s[2].addr());
+        }
+        s[0].set_healthy(false);
+        s[1].set_healthy(false);
+        let m = sel.select(0, &mut Tried::default(), now_ms()).unwrap();
+        assert_eq!(m.state.addr(), s[2].addr());
+        s[2].set_healthy(false);
+        assert!(sel.select(0, &mut Tried::default(), now_ms()).is_none());
+    }
+
+    #[test]
+    fn retries_walk_every_server_once_then_stop() {
+        let s = states(3);
+        for alg in [Algorithm::RoundRobin, Algorithm::IpHash, Algorithm::LeastConn] {
+            let sel = Selector::new(alg, s.iter().map(|x| (x.clone(), 1, false)));
+            let mut tried = Tried::default();
+            let mut seen: Vec<_> = (0..3)
+                .map(|_| sel.select(42, &mut tried, now_ms()).unwrap().state.addr())
+                .collect();
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), 3, "{alg:?}");
+            assert!(sel.select(42, &mut tried, now_ms()).is_none(), "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn tried_spills_past_four() {
+        let mut t = Tried::default();
+        for i in 0..10 {
+            t.push(0, i);
+        }
+        assert!((0..10).all(|i| t.contains(0, i)));
+        assert!(!t.contains(1, 0));
+        assert_eq!(t.len(), 10);
+    }
+}

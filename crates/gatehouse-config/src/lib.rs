@@ -1,0 +1,49 @@
+//! Gatehouse's config file, in three stages, each its own type:
+//!
+//! ```text
+//! gatehouse.toml ──parse──▶ RawConfig ──validate──▶ Config ──(gatehouse-proxy compiles)──▶ Snapshot
+//!                (serde, spans)       (all errors, file:line:col)
+//! ```
+//!
+//! * [`raw`] mirrors the file exactly (`deny_unknown_fields`), keeping byte spans of the values that
+//!   later checks may reject, so every error names the file, the line and the key.
+//! * [`validate`] checks everything at once and returns either a [`Config`] or *all* the problems.
+//! * [`model`] is the typed, validated result: no strings left to parse, no defaults left to apply.
+//!
+//! This crate knows nothing of sockets or runtimes: `gatehouse check` and a reload run exactly the
+//! same code, and the proxy never sees TOML.
+
+pub mod diagnostic;
+pub mod model;
+pub mod raw;
+pub mod units;
+pub mod validate;
+
+pub use diagnostic::{ConfigError, Diagnostic};
+pub use model::*;
+
+use std::path::Path;
+
+/// Reads, parses and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    })?;
+    parse(&source, &path.display().to_string())
+}
+
+/// Parses and validates `source`; `origin` names it in error messages (usually the file path).
+pub fn parse(source: &str, origin: &str) -> Result<Config, ConfigError> {
+    let raw: raw::RawConfig = toml::from_str(source).map_err(|e| {
+        let diag = Diagnostic::new(e.span(), "", e.message().trim_end().to_string());
+        ConfigError::Invalid {
+            origin: origin.to_string(),
+            diagnostics: vec![diag.locate(source)],
+        }
+    })?;
+    validate::validate(raw, source).map_err(|diagnostics| ConfigError::Invalid {
+        origin: origin.to_string(),
+        diagnostics: diagnostics.into_iter().map(|d| d.locate(source)).collect(),
+    })
+}

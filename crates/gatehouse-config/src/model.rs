@@ -1,0 +1,168 @@
+//! The validated config: every value typed, every default applied. `PartialEq` so that a reload can tell
+//! what changed.
+
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: Server,
+    pub listeners: Vec<Listener>,
+    pub sites: Vec<Site>,
+    pub pools: BTreeMap<String, Pool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub admin: Option<SocketAddr>,
+    pub log_level: String,
+    pub access_log: AccessLog,
+    pub access_log_format: AccessLogFormat,
+    pub grace_period: Duration,
+    /// Worker threads; already resolved (0 in the file = one per core).
+    pub workers: usize,
+    pub admin_token: Option<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    /// A client must send a whole request head within this time (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Largest request head accepted; larger ones get 431.
+    pub max_header_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Combined,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub hosts: Vec<HostPattern>,
+    pub default: bool,
+    pub routes: Vec<Route>,
+}
+
+/// A host a site answers for, lower-cased and without a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.org`, stored as the suffix `.example.org`; matches exactly one more label.
+    Wildcard(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub path: String,
+    pub action: RouteAction,
+    /// Site rules narrowed by the route's own; a request must pass both (see [`AccessRules`]).
+    pub access: AccessRules,
+    pub max_body: Option<u64>,
+}
+
+/// allow/deny CIDR lists. Deny wins; an empty allow list allows everyone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccessRules {
+    pub site_allow: Vec<IpNet>,
+    pub site_deny: Vec<IpNet>,
+    pub route_allow: Vec<IpNet>,
+    pub route_deny: Vec<IpNet>,
+}
+
+impl AccessRules {
+    pub fn is_empty(&self) -> bool {
+        self.site_allow.is_empty() && self.site_deny.is_empty() && self.route_allow.is_empty() && self.route_deny.is_empty()
+    }
+
+    /// Whether `ip` may use the route: not denied by site or route, and allowed by both (empty = all).
+    pub fn permits(&self, ip: std::net::IpAddr) -> bool {
+        let ip = canonical(ip);
+        let within = |nets: &[IpNet]| nets.iter().any(|n| n.contains(&ip));
+        !within(&self.site_deny)
+            && !within(&self.route_deny)
+            && (self.site_allow.is_empty() || within(&self.site_allow))
+            && (self.route_allow.is_empty() || within(&self.route_allow))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (from dual-stack sockets) compare as IPv4.
+pub fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteAction {
+    Pool { pool: String, strip_prefix: bool },
+    Redirect { location: String, status: u16 },
+    Respond { body: String, status: u16 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    IpHash,
+    LeastConn,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub balance: Balance,
+    pub servers: Vec<ServerSpec>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub retries: u32,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    /// How long an idle upstream keep-alive connection is kept.
+    pub idle_timeout: Duration,
+    /// Idle upstream connections kept per server.
+    pub max_idle: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub backup: bool,
+}
+
+/// Defaults, in one place so that docs and code agree.
+pub mod defaults {
+    use std::time::Duration;
+    pub const LOG_LEVEL: &str = "info";
+    pub const GRACE_PERIOD: Duration = Duration::from_secs(30);
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(65);
+    pub const MAX_HEADER_SIZE: usize = 64 * 1024;
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const RETRIES: u32 = 2;
+    pub const MAX_FAILS: u32 = 3;
+    pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const MAX_IDLE: usize = 256;
+    pub const WEIGHT: u32 = 1;
+    pub const MAX_WEIGHT: u32 = 1000;
+    pub const REDIRECT_STATUS: u16 = 308;
+    pub const RESPOND_STATUS: u16 = 200;
+}

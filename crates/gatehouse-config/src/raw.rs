@@ -1,0 +1,130 @@
+//! The file as written: serde types mirroring `shared/config-contract.toml`, with spans on the values that
+//! validation may reject. Nothing here is checked beyond TOML syntax and types; see [`crate::validate`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Spanned<RawListener>>,
+    pub acme: Option<Spanned<RawAcme>>,
+    #[serde(default, rename = "site")]
+    pub sites: Vec<Spanned<RawSite>>,
+    #[serde(default, rename = "pool")]
+    pub pools: BTreeMap<String, Spanned<RawPool>>,
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<Spanned<RawStream>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub admin: Option<Spanned<String>>,
+    pub log_level: Option<String>,
+    pub access_log: Option<Spanned<String>>,
+    pub access_log_format: Option<Spanned<String>>,
+    pub grace_period: Option<Spanned<String>>,
+    pub workers: Option<Spanned<i64>>,
+    pub admin_token: Option<String>,
+    pub tls_min_version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    // Gatehouse additions (documented in docs/configuration.md).
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub max_header_size: Option<Spanned<RawSize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: Spanned<String>,
+    pub bind: Spanned<String>,
+    #[serde(default)]
+    pub tls: Option<Spanned<bool>>,
+    pub tls_min_version: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub email: Option<String>,
+    pub directory: Option<String>,
+    pub ca_root: Option<String>,
+    pub challenge: Option<String>,
+    pub storage: Option<String>,
+    pub renew_before: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub hosts: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub default: bool,
+    pub tls: Option<Spanned<toml::Value>>,
+    pub redirect_https: Option<Spanned<bool>>,
+    pub hsts: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    pub max_body: Option<Spanned<RawSize>>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: Spanned<String>,
+    pub pool: Option<Spanned<String>>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub redirect: Option<Spanned<String>>,
+    pub respond: Option<String>,
+    pub status: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    pub max_body: Option<Spanned<RawSize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub balance: Option<Spanned<String>>,
+    #[serde(default)]
+    pub servers: Vec<Spanned<toml::Value>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub response_timeout: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub health: Option<Spanned<toml::Value>>,
+    pub max_fails: Option<Spanned<i64>>,
+    pub fail_timeout: Option<Spanned<String>>,
+    // Gatehouse additions.
+    pub idle_timeout: Option<Spanned<String>>,
+    pub max_idle: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStream {
+    pub name: Option<String>,
+    pub bind: Option<String>,
+    pub pool: Option<String>,
+}
+
+/// A size written as a number of bytes or as a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(i64),
+    Text(String),
+}

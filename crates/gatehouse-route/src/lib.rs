@@ -1,0 +1,9 @@
+//! Request matching, compiled once per config snapshot and read lock-free per request:
+//! [`HostTable`] picks a site by the request's host, [`PathTable`] picks a route by longest path prefix.
+//! Generic over what a site or route carries, so it is table-tested here without sockets.
+
+mod host;
+mod path;
+
+pub use host::{normalize_host, HostTable};
+pub use path::PathTable;

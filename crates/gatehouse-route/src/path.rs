@@ -1,0 +1,61 @@
+//! Routes by path: the longest matching prefix wins (nginx `location /prefix` semantics).
+
+#[derive(Debug)]
+pub struct PathTable<T> {
+    /// Sorted by prefix length, longest first, so the first match is the longest.
+    routes: Vec<(Box<str>, T)>,
+}
+
+impl<T> PathTable<T> {
+    pub fn new(routes: impl IntoIterator<Item = (String, T)>) -> Self {
+        let mut routes: Vec<(Box<str>, T)> = routes.into_iter().map(|(p, t)| (p.into_boxed_str(), t)).collect();
+        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        PathTable { routes }
+    }
+
+    /// The route whose prefix is the longest one `path` starts with, and that prefix.
+    pub fn lookup(&self, path: &str) -> Option<(&str, &T)> {
+        self.routes
+            .iter()
+            .find(|(prefix, _)| path.starts_with(&**prefix))
+            .map(|(p, t)| (&**p, t))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.routes.iter().map(|(p, t)| (&**p, t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_prefix_wins_regardless_of_order() {
+        let t = PathTable::new([
+            ("/".to_string(), "root"),
+            ("/api/v2/".to_string(), "v2"),
+            ("/api/".to_string(), "api"),
+            ("/ping".to_string(), "ping"),
+        ]);
+        let cases = [
+            ("/", Some("root")),
+            ("/index.html", Some("root")),
+            ("/api/", Some("api")),
+            ("/api/users", Some("api")),
+            ("/api/v2/users", Some("v2")),
+            ("/api", Some("root")),
+            ("/ping", Some("ping")),
+            ("/pingpong", Some("ping")),
+        ];
+        for (path, want) in cases {
+            assert_eq!(t.lookup(path).map(|(_, v)| *v), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn no_match_without_root_route() {
+        let t = PathTable::new([("/api/".to_string(), 1)]);
+        assert!(t.lookup("/other").is_none());
+    }
+}
