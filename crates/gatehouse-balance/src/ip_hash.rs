@@ -73,6 +73,7 @@ mod tests {
             .map(|(i, &w)| Member {
                 state: Arc::new(ServerState::new(format!("127.0.0.1:{}", 9000 + i).parse().unwrap())),
                 weight: w,
+                id: i,
             })
             .collect()
     }

@@ -75,6 +75,7 @@ mod tests {
             .map(|(i, &w)| Member {
                 state: Arc::new(ServerState::new(format!("127.0.0.1:{}", 1 + i).parse().unwrap())),
                 weight: w,
+                id: i,
             })
             .collect()
     }

@@ -9,6 +9,9 @@ use std::sync::Arc;
 pub struct Member {
     pub state: Arc<ServerState>,
     pub weight: u32,
+    /// Position of the server in the pool's config list (primaries and backups together), so callers can
+    /// find their own per-server data without a lookup.
+    pub id: usize,
 }
 
 /// Which algorithm a pool uses; config produces this, [`Selector::new`] turns it into a [`Balancer`].
@@ -77,8 +80,8 @@ impl Selector {
     /// `servers` are (state, weight, backup).
     pub fn new(algorithm: Algorithm, servers: impl IntoIterator<Item = (Arc<ServerState>, u32, bool)>) -> Self {
         let (mut primary, mut backup) = (Vec::new(), Vec::new());
-        for (state, weight, is_backup) in servers {
-            let m = Member { state, weight };
+        for (id, (state, weight, is_backup)) in servers.into_iter().enumerate() {
+            let m = Member { state, weight, id };
             if is_backup {
                 backup.push(m)
             } else {

@@ -1,0 +1,1092 @@
+#!/usr/bin/env python3
+"""Gatehouse benchmark driver: Gatehouse vs nginx vs HAProxy as reverse proxies.
+
+Normally started by bench/run.sh (which installs the tools and builds Gatehouse);
+can be run directly when everything is in place:
+
+    python3 bench/bench.py [--smoke] [--rounds N] [--duration S]
+                           [--scenarios h1-c64,h1-c256,h1-newconn,h1-1MiB,h2c]
+                           [--contenders gatehouse,nginx,haproxy]
+                           [--gatehouse-bin PATH] [--no-direct] [--idle-conns N]
+                           [--warmup S] [--pause S] [--docs PATH | --no-docs]
+                           [--results-dir DIR] [--keep-tmp]
+
+What it does (all traffic on 127.0.0.1, every loop bounded in count and time):
+  * starts two nginx backends (1 worker each) answering "ok\\n" on / and a 1 MiB
+    file on /1m;
+  * starts each contender with one worker, round-robin over both backends,
+    upstream keep-alive, plain HTTP/1.1 and h2c (prior knowledge);
+  * for each round, for each scenario, runs the load against each contender in
+    turn (A B C A B C ...), plus a direct-to-backend baseline for h1-c64;
+  * records req/s, p50/p99 latency, the contender's CPU seconds (utime+stime of all
+    its processes) and peak RSS (VmHWM, reset before each run via clear_refs);
+  * once per contender, RSS with N idle keep-alive client connections open;
+  * prints a Markdown table of medians over rounds and Gatehouse/nginx and
+    Gatehouse/HAProxy ratios; writes it between the markers in docs/benchmarks.md
+    (not with --smoke) and the raw results as JSON into bench/results/.
+
+Exit status: 0 if every run succeeded, 1 if any run failed (the table is still
+printed, docs/benchmarks.md is then left alone), 2 on a setup error.
+Stdlib only.
+"""
+import argparse
+import datetime
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+START_MARK = "<!-- bench:results:start -->"
+END_MARK = "<!-- bench:results:end -->"
+ONE_MIB = 1048576
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NOFILE = 65536  # set to the RLIMIT_NOFILE we really got (children inherit it), see preflight()
+MAXCONN = 16384  # client connection cap for every contender (>= 10,000 idle + load)
+
+ALL_CONTENDERS = ["gatehouse", "nginx", "haproxy"]
+DISPLAY = {"gatehouse": "Gatehouse", "nginx": "nginx", "haproxy": "HAProxy", "direct": "direct (no proxy)"}
+
+# name -> load parameters; smoke_* are the tiny loads used by --smoke
+SCENARIOS = {
+    "h1-c64": dict(tool="wrk", conns=64, path="/", smoke_conns=8,
+                   desc="HTTP/1.1 keep-alive, 64 connections, `GET /` (3-byte body)"),
+    "h1-c256": dict(tool="wrk", conns=256, path="/", smoke_conns=16,
+                    desc="HTTP/1.1 keep-alive, 256 connections, `GET /`"),
+    "h1-newconn": dict(tool="wrk", conns=32, path="/", close=True, smoke_conns=4,
+                       desc="HTTP/1.1 `Connection: close`: a new TCP connection per request, 32 at a time"),
+    "h1-1MiB": dict(tool="wrk", conns=16, path="/1m", smoke_conns=2,
+                    desc="HTTP/1.1 keep-alive, 16 connections, `GET /1m` (1 MiB body)"),
+    "h2c": dict(tool="h2load", conns=16, streams=10, path="/", smoke_conns=2, smoke_streams=4,
+                desc="h2c (prior knowledge), 16 connections x 10 concurrent streams, `GET /`"),
+}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class SetupError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- processes
+
+STARTED = []  # every long-running Proc we started, stopped in reverse order on exit
+
+
+class Proc:
+    """A server we started, in its own session/process group so it (and its workers)
+    can be stopped by group id, and so a Ctrl-C in the terminal reaches us first."""
+
+    def __init__(self, name, argv, tmp, cwd=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = os.path.join(tmp, f"{name}.log")
+        self._log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                      cwd=cwd or tmp, start_new_session=True)
+        self.pid = self.popen.pid
+        STARTED.append(self)
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return ""
+
+    def pids(self):
+        """The leader and all its descendants (e.g. nginx master + workers)."""
+        if not self.alive():
+            return []
+        return descendants(self.pid)
+
+    def stop(self, grace=5.0):
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.pid, sig)  # pgid == pid (start_new_session)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.popen.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # the group may outlive its leader for a moment (workers): make sure it is gone
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._log.close()
+
+
+def stop_all():
+    while STARTED:
+        p = STARTED.pop()
+        try:
+            p.stop()
+        except Exception as e:  # keep going: stop every other process too
+            log(f"warning: stopping {p.name} (pid {p.pid}): {e}")
+
+
+def descendants(pid):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return None
+    fields = st[st.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15 of stat)
+
+
+def status_kib(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def pss_kib(pids):
+    """Proportional set size: shared pages (nginx master/worker) are not counted twice."""
+    total, seen = 0, False
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        seen = True
+                        break
+        except OSError:
+            pass
+    return total if seen else None
+
+
+def reset_hwm(pids):
+    """Reset VmHWM to the current RSS (Linux >= 4.0, needs ptrace rights on the pid)."""
+    ok = bool(pids)
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            ok = False
+    return ok
+
+
+def sum_kib(pids, key):
+    vals = [status_kib(p, key) for p in pids]
+    vals = [v for v in vals if v is not None]
+    return sum(vals) if vals else None
+
+
+def free_ports(n):
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def wait_port(port, proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise SetupError(f"{proc.name} exited with status {proc.popen.returncode} before listening on "
+                             f"127.0.0.1:{port}; command: {' '.join(proc.argv)}\n--- log tail ---\n{proc.log_tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    tail = proc.log_tail() if proc else ""
+    raise SetupError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f}s "
+                     f"({proc.name if proc else '?'})\n--- log tail ---\n{tail}")
+
+
+def tool_output(argv, timeout=10):
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        return (r.stdout + r.stderr).decode("utf-8", "replace").strip(), r.returncode
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e), -1
+
+
+# --------------------------------------------------------------------------- servers
+
+def nginx_temp_paths(prefix):
+    """Debian's nginx has absolute compiled-in temp paths under /var/lib/nginx: point
+    every one that exists in this build into our prefix."""
+    out, _ = tool_output(["nginx", "-V"])
+    lines = [f"client_body_temp_path {prefix}/tmp/body;", f"proxy_temp_path {prefix}/tmp/proxy;"]
+    for m in ("fastcgi", "uwsgi", "scgi"):
+        if f"--without-http_{m}_module" not in out:
+            lines.append(f"{m}_temp_path {prefix}/tmp/{m};")
+    return "\n    ".join(lines)
+
+
+def nginx_common(prefix, worker_connections):
+    return f"""daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile {NOFILE};
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections {worker_connections}; }}
+"""
+
+
+def start_nginx(name, tmp, http_block):
+    prefix = os.path.join(tmp, name)
+    os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    conf = os.path.join(prefix, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(nginx_common(prefix, MAXCONN) + http_block(prefix))
+    return Proc(name, ["nginx", "-p", prefix + "/", "-e", prefix + "/error.log", "-c", conf], tmp)
+
+
+def start_backend(i, tmp, port):
+    www = os.path.join(tmp, f"backend{i}", "www")
+    os.makedirs(www, exist_ok=True)
+    with open(os.path.join(www, "1m"), "wb") as f:
+        f.write(os.urandom(ONE_MIB))
+    os.chmod(os.path.join(www, "1m"), 0o644)
+
+    def http(prefix):
+        return f"""http {{
+    access_log off;
+    {nginx_temp_paths(prefix)}
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    keepalive_timeout 300s;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {www};
+        location = /1m {{ }}
+        location / {{
+            default_type text/plain;
+            return 200 "ok\\n";
+        }}
+    }}
+}}
+"""
+    return start_nginx(f"backend{i}", tmp, http)
+
+
+def start_nginx_proxy(tmp, h1, h2, backends):
+    servers = "\n        ".join(f"server 127.0.0.1:{p};" for p in backends)
+
+    def http(prefix):
+        return f"""http {{
+    access_log off;
+    {nginx_temp_paths(prefix)}
+    keepalive_requests 100000;   # client side; the default (1000) would close wrk's connections
+    keepalive_timeout 300s;
+    upstream b {{
+        {servers}
+        keepalive 64;
+        keepalive_requests 100000;
+        keepalive_timeout 300s;
+    }}
+    server {{
+        listen 127.0.0.1:{h1} backlog=4096;
+        listen 127.0.0.1:{h2} http2 backlog=4096;
+        location / {{
+            proxy_pass http://b;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+    return start_nginx("nginx", tmp, http)
+
+
+def start_haproxy(tmp, h1, h2, backends):
+    servers = "\n    ".join(f"server s{i} 127.0.0.1:{p}" for i, p in enumerate(backends, 1))
+    cfg = os.path.join(tmp, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        # HAProxy wants 2 fds per maxconn and refuses to start if it cannot raise the limit
+        # that far; set ulimit-n to what we have (the idle test needs ~1 fd per connection).
+        f.write(f"""global
+    nbthread 1
+    maxconn {MAXCONN}
+    ulimit-n {NOFILE}
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    maxconn {MAXCONN}
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+    timeout http-request 30s
+
+frontend bench
+    bind 127.0.0.1:{h1}
+    bind 127.0.0.1:{h2} proto h2
+    default_backend backends
+
+backend backends
+    balance roundrobin
+    {servers}
+""")
+    return Proc("haproxy", ["haproxy", "-db", "-f", cfg], tmp)
+
+
+def gatehouse_toml(port, backends):
+    servers = ", ".join(f'"127.0.0.1:{p}"' for p in backends)
+    return f"""[server]
+workers = 1
+log_level = "warn"
+access_log = "off"
+
+[[listener]]
+name = "bench"
+bind = "127.0.0.1:{port}"
+
+[[site]]
+hosts = ["bench.local"]
+default = true
+  [[site.route]]
+  path = "/"
+  pool = "backends"
+
+[pool.backends]
+balance = "round_robin"
+servers = [{servers}]
+"""
+
+
+def start_gatehouse(tmp, binary, port, backends):
+    cfg = os.path.join(tmp, "gatehouse.toml")
+    with open(cfg, "w") as f:
+        f.write(gatehouse_toml(port, backends))
+    return Proc("gatehouse", [binary, "run", "-c", cfg], tmp)
+
+
+class Target:
+    def __init__(self, name, h1_port, h2_port, proc):
+        self.name, self.h1_port, self.h2_port, self.proc = name, h1_port, h2_port, proc
+
+    def pids(self):
+        return self.proc.pids() if self.proc else []
+
+
+# --------------------------------------------------------------------------- checks
+
+def http_get(port, path, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": "bench.local"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def sanity_check(t, h2=True):
+    """Fail early and clearly when a contender does not answer the way the load expects."""
+    try:
+        st, body = http_get(t.h1_port, "/")
+        if st != 200 or body != b"ok\n":
+            raise SetupError(f"{t.name}: GET / answered {st} {body[:80]!r}, expected 200 'ok\\n'")
+        st, body = http_get(t.h1_port, "/1m")
+        if st != 200 or len(body) != ONE_MIB:
+            raise SetupError(f"{t.name}: GET /1m answered {st} with {len(body)} bytes, expected 200 and {ONE_MIB}")
+    except (OSError, http.client.HTTPException) as e:
+        raise SetupError(f"{t.name}: HTTP/1.1 request to 127.0.0.1:{t.h1_port} failed: {e!r}")
+    if h2:
+        out, rc = tool_output(["h2load", "-n", "20", "-c", "1", "-m", "1", f"http://127.0.0.1:{t.h2_port}/"], timeout=20)
+        m = re.search(r"(\d+) succeeded", out)
+        if rc != 0 or not m or int(m.group(1)) != 20:
+            raise SetupError(f"{t.name}: h2c check on 127.0.0.1:{t.h2_port} failed (rc {rc}):\n{out[-1500:]}")
+
+
+# --------------------------------------------------------------------------- load tools
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def wrk_time_ms(s):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", s)
+    return float(m.group(1)) * UNIT_MS[m.group(2)] if m else None
+
+
+def parse_wrk(out):
+    r = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    r["requests"] = int(m.group(1)) if m else None
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)\s*$", out, re.M)
+        r[key] = wrk_time_ms(m.group(1)) if m else None
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    r["errors"] = errors
+    return r
+
+
+def parse_h2load(out, log_file):
+    r = {}
+    m = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
+    r["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", out)
+    if m:
+        total, started, done, ok, failed, errored, tmo = (int(x) for x in m.groups())
+        r["requests"] = ok
+        r["errors"] = failed + errored + tmo
+    else:
+        r["requests"], r["errors"] = None, None
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if m and r["errors"] is not None:
+        r["errors"] += int(m.group(3)) + int(m.group(4))
+    # h2load prints only min/max/mean/sd; percentiles come from its per-request log
+    lat = []
+    try:
+        with open(log_file) as f:
+            for line in f:
+                parts = line.split("\t")
+                if len(parts) >= 3:
+                    lat.append(int(parts[2]) / 1000.0)
+    except (OSError, ValueError):
+        pass
+    lat.sort()
+    r["p50_ms"] = percentile(lat, 50)
+    r["p99_ms"] = percentile(lat, 99)
+    r["latency_samples"] = len(lat)
+    return r
+
+
+def percentile(sorted_vals, p):
+    if not sorted_vals:
+        return None
+    k = max(0, math.ceil(p / 100.0 * len(sorted_vals)) - 1)  # nearest rank
+    return sorted_vals[k]
+
+
+def load_command(scn, port, duration, smoke, tmp):
+    s = SCENARIOS[scn]
+    conns = s["smoke_conns"] if smoke else s["conns"]
+    url = f"http://127.0.0.1:{port}{s['path']}"
+    if s["tool"] == "wrk":
+        argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"]
+        if s.get("close"):
+            argv += ["-H", "Connection: close"]
+        return argv + [url], None
+    streams = s["smoke_streams"] if smoke else s["streams"]
+    log_file = os.path.join(tmp, "h2load-requests.log")
+    return ["h2load", f"-c{conns}", f"-m{streams}", "-D", str(duration), f"--log-file={log_file}", url], log_file
+
+
+def run_one(target, scn, duration, smoke, tmp):
+    """One measured run: load tool against target, CPU/RSS of target's processes."""
+    port = target.h2_port if SCENARIOS[scn]["tool"] == "h2load" else target.h1_port
+    argv, log_file = load_command(scn, port, duration, smoke, tmp)
+    if log_file and os.path.exists(log_file):
+        os.unlink(log_file)
+    pids = target.pids()
+    hwm_reset = reset_hwm(pids)
+    before = {p: cpu_ticks(p) for p in pids}
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=duration + 30)
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        rc = r.returncode
+    except subprocess.TimeoutExpired as e:
+        out = ((e.stdout or b"") + (e.stderr or b"")).decode("utf-8", "replace")
+        rc = "timeout"
+    wall = time.monotonic() - t0
+    res = {"scenario": scn, "contender": target.name, "cmd": " ".join(argv), "rc": rc, "wall_s": round(wall, 3)}
+    res.update(parse_wrk(out) if log_file is None else parse_h2load(out, log_file))
+    if target.proc is not None:
+        after_pids = target.pids()
+        cpu = 0
+        for p in set(pids) | set(after_pids):
+            a = cpu_ticks(p)
+            b = before.get(p) or 0
+            if a is not None:
+                cpu += a - b
+        res["cpu_s"] = cpu / CLK_TCK
+        res["peak_rss_kib"] = sum_kib(after_pids, "VmHWM")
+        res["hwm_reset"] = hwm_reset
+        res["nprocs"] = len(after_pids)
+        if not target.proc.alive():
+            res["error"] = f"{target.name} died during the run (status {target.proc.popen.returncode})"
+    else:
+        res["cpu_s"] = res["peak_rss_kib"] = None
+    if res.get("requests") and res.get("cpu_s") is not None:
+        res["cpu_us_per_req"] = res["cpu_s"] * 1e6 / res["requests"]
+    if rc != 0 and "error" not in res:
+        res["error"] = f"load tool exited with {rc}"
+    elif not res.get("rps") or not res.get("requests"):
+        res.setdefault("error", "no successful requests / unparseable output")
+    if log_file and os.path.exists(log_file):
+        os.unlink(log_file)
+    res["output"] = out[-4000:]
+    return res
+
+
+# --------------------------------------------------------------------------- idle connections
+
+def idle_test(target, count, timeout=120):
+    """RSS of the contender with `count` idle keep-alive client connections open."""
+    pids = target.pids()
+    res = {"contender": target.name, "conns": count, "rss_before_kib": sum_kib(pids, "VmRSS"),
+           "pss_before_kib": pss_kib(pids)}
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "idle_conns.py"), str(target.h1_port), str(count),
+                          "--timeout", str(timeout), "--hold", "60"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = read_line(p, timeout + 15)
+        m = re.match(r"READY wanted=\d+ ok=(\d+) failed=(\d+) secs=([\d.]+)", line or "")
+        if not m:
+            err = ""
+            if p.poll() is not None:
+                err = p.stderr.read()[-500:]
+            res["error"] = f"idle_conns.py did not get ready: {line!r} {err}".strip()
+            return res
+        res["ok"], res["failed"], res["open_secs"] = int(m.group(1)), int(m.group(2)), float(m.group(3))
+        time.sleep(1.0)  # let the proxy settle (lazy frees, timers)
+        pids = target.pids()
+        res["rss_with_conns_kib"] = sum_kib(pids, "VmRSS")
+        res["pss_with_conns_kib"] = pss_kib(pids)
+        p.stdin.write("\n")
+        p.stdin.flush()
+        line = read_line(p, 30)
+        m = re.match(r"ALIVE (\d+)", line or "")
+        res["alive_at_end"] = int(m.group(1)) if m else None
+        if res["rss_before_kib"] is not None and res["rss_with_conns_kib"] is not None and res["ok"]:
+            res["kib_per_conn"] = (res["rss_with_conns_kib"] - res["rss_before_kib"]) / res["ok"]
+        if res["failed"]:
+            res["error"] = f"{res['failed']} of {count} connections failed to set up"
+        return res
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def read_line(p, timeout):
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+    try:
+        if sel.select(timeout=timeout):
+            return p.stdout.readline().strip()
+        return None
+    finally:
+        sel.close()
+
+
+# --------------------------------------------------------------------------- report
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, kind):
+    if v is None:
+        return "—"
+    if kind == "rps":
+        return f"{v:,.0f}"
+    if kind == "ms":
+        return f"{v:.3f}" if v < 1 else f"{v:.2f}"
+    if kind == "s":
+        return f"{v:.2f}"
+    if kind == "us":
+        return f"{v:.1f}"
+    if kind == "mib":
+        return f"{v / 1024:.1f}"
+    if kind == "ratio":
+        return f"{v:.2f}x"
+    return str(v)
+
+
+def summarize(runs, scenarios, contenders):
+    """{(scenario, contender): medians} over successful runs."""
+    summ = {}
+    for scn in scenarios:
+        for c in contenders:
+            rs = [r for r in runs if r["scenario"] == scn and r["contender"] == c]
+            if not rs:
+                continue
+            good = [r for r in rs if "error" not in r]
+            summ[(scn, c)] = {
+                "runs": len(rs), "failed": len(rs) - len(good),
+                "rps": med([r.get("rps") for r in good]),
+                "p50_ms": med([r.get("p50_ms") for r in good]),
+                "p99_ms": med([r.get("p99_ms") for r in good]),
+                "cpu_s": med([r.get("cpu_s") for r in good]),
+                "cpu_us_per_req": med([r.get("cpu_us_per_req") for r in good]),
+                "peak_rss_kib": med([r.get("peak_rss_kib") for r in good]),
+                "errors": sum(r.get("errors") or 0 for r in rs),
+                "requests": sum(r.get("requests") or 0 for r in rs),
+            }
+    return summ
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def machine_info(gatehouse_bin, contenders):
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.split(":")[0].strip() in ("model name", "Hardware", "Processor", "cpu model"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
+        "cpu": cpu or platform.processor() or "unknown",
+        "nginx": tool_output(["nginx", "-v"])[0].replace("nginx version: nginx/", ""),
+        "haproxy": tool_output(["haproxy", "-v"])[0].splitlines()[0].replace("HAProxy version ", "").split()[0]
+        if shutil.which("haproxy") else None,
+        "wrk": tool_output(["wrk", "-v"])[0].splitlines()[0].split(" Copyright")[0].replace(" [epoll]", ""),
+        "h2load": tool_output(["h2load", "--version"])[0],
+    }
+    head, rc = tool_output(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    if rc == 0:
+        dirty, _ = tool_output(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
+        info["gatehouse_commit"] = head + ("-dirty" if dirty else "")
+    if "gatehouse" in contenders:
+        v, rc = tool_output([gatehouse_bin, "--version"], timeout=5)
+        info["gatehouse"] = v.splitlines()[0] if rc == 0 and v else None
+    return info
+
+
+def render(summ, idle, scenarios, contenders, direct, info, params, runs):
+    L = []
+    smoke = " — SMOKE RUN (tiny loads, not a benchmark)" if params["smoke"] else ""
+    L.append(f"### Results{smoke}")
+    L.append("")
+    L.append(f"- Date: {info['date']}")
+    L.append(f"- Machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}")
+    tools = [f"nginx {info['nginx']}", f"HAProxy {info['haproxy']}", info["wrk"], info["h2load"]]
+    if "gatehouse" in contenders:
+        tools.insert(0, f"Gatehouse {info.get('gatehouse') or ''} (commit {info.get('gatehouse_commit', '?')})")
+    L.append(f"- Versions: {', '.join(t.strip() for t in tools)}")
+    L.append(f"- Runs: {params['rounds']} round(s) x {params['duration']} s per scenario and contender, "
+             f"contenders alternated within each round; figures are medians over rounds. "
+             f"Contenders: {', '.join(DISPLAY[c] for c in contenders)}.")
+    L.append("")
+    L.append("| scenario | contender | req/s | p50 ms | p99 ms | proxy CPU s | CPU µs/req | peak RSS MiB | errors |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    warn = []
+    for scn in scenarios:
+        cs = list(contenders) + (["direct"] if direct and scn == "h1-c64" else [])
+        for c in cs:
+            s = summ.get((scn, c))
+            if not s:
+                continue
+            name = DISPLAY[c]
+            if s["failed"]:
+                name += f" ({s['failed']}/{s['runs']} runs failed)"
+            L.append(f"| {scn} | {name} | {fmt(s['rps'], 'rps')} | {fmt(s['p50_ms'], 'ms')} | "
+                     f"{fmt(s['p99_ms'], 'ms')} | {fmt(s['cpu_s'], 's')} | {fmt(s['cpu_us_per_req'], 'us')} | "
+                     f"{fmt(s['peak_rss_kib'], 'mib')} | {s['errors']} |")
+            if s["requests"] and s["errors"] > 0.01 * s["requests"]:
+                warn.append(f"{scn}/{DISPLAY[c]}: {s['errors']} errors in {s['requests']} requests")
+    if warn:
+        L.append("")
+        L.append("**Warning — more than 1% errors, figures not comparable:** " + "; ".join(warn))
+    if "gatehouse" in contenders and ({"nginx", "haproxy"} & set(contenders)):
+        others = [c for c in ("nginx", "haproxy") if c in contenders]
+        L.append("")
+        L.append("Ratios (Gatehouse / other). req/s: higher is better for Gatehouse; p99: lower is better.")
+        L.append("")
+        L.append("| scenario | " + " | ".join(f"req/s vs {DISPLAY[o]}" for o in others) + " | "
+                 + " | ".join(f"p99 vs {DISPLAY[o]}" for o in others) + " |")
+        L.append("|---|" + "---:|" * (2 * len(others)))
+        for scn in scenarios:
+            g = summ.get((scn, "gatehouse"))
+            if not g:
+                continue
+            cells = [fmt(ratio(g["rps"], (summ.get((scn, o)) or {}).get("rps")), "ratio") for o in others]
+            cells += [fmt(ratio(g["p99_ms"], (summ.get((scn, o)) or {}).get("p99_ms")), "ratio") for o in others]
+            L.append(f"| {scn} | " + " | ".join(cells) + " |")
+    if idle:
+        n = idle[0]["conns"]
+        L.append("")
+        why = ""
+        if params.get("idle_reduced_from"):
+            why = (f" (not {params['idle_reduced_from']:,}: this machine's RLIMIT_NOFILE hard limit is "
+                   f"{params['nofile']:,})")
+        L.append(f"Memory with {n:,} idle keep-alive client connections{why} "
+                 f"(each made one `GET /`, then stays open):")
+        L.append("")
+        L.append("| contender | RSS before MiB | RSS with conns MiB | KiB per conn | PSS before MiB "
+                 "| PSS with conns MiB | conns set up | still open |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in idle:
+            kpc = f"{r['kib_per_conn']:.1f}" if r.get("kib_per_conn") is not None else "—"
+            L.append(f"| {DISPLAY[r['contender']]} | {fmt(r.get('rss_before_kib'), 'mib')} | "
+                     f"{fmt(r.get('rss_with_conns_kib'), 'mib')} | {kpc} | {fmt(r.get('pss_before_kib'), 'mib')} | "
+                     f"{fmt(r.get('pss_with_conns_kib'), 'mib')} | {r.get('ok', '—')} | "
+                     f"{r.get('alive_at_end', '—')} |")
+    hwm = [r for r in runs if r.get("hwm_reset") is False]
+    L.append("")
+    L.append("CPU = utime+stime of all the contender's processes during the run (nginx: master + worker). "
+             "Peak RSS = summed VmHWM, " + ("reset before each run." if not hwm else
+                                            "NOT resettable here (clear_refs denied): lifetime peak.") +
+             " RSS sums count pages shared between processes (nginx master/worker) once per process; "
+             "PSS (smaps_rollup) splits them. KiB per conn = RSS growth / connections."
+             " The load generator, the two backends and the proxy share the machine's CPUs.")
+    return "\n".join(L)
+
+
+INTRO = """# Benchmarks
+
+Gatehouse compared with nginx and HAProxy as HTTP reverse proxies on one machine:
+the same two backends, the same load, the same configuration shape.
+
+## What is measured
+
+* Backends: two nginx instances (1 worker each) answering `ok\\n` on `/` and a
+  1 MiB file on `/1m`. Every contender proxies to both of them.
+* Contenders, configured equivalently: ONE worker (nginx `worker_processes 1`,
+  HAProxy `nbthread 1`, Gatehouse `workers = 1`), round-robin over the two backends,
+  keep-alive to the backends, no access log. Each listens on its own 127.0.0.1 port
+  for HTTP/1.1 and h2c (prior knowledge).
+* Scenarios (`wrk -t1 ... --latency`, `h2load`):
+  * `h1-c64` — 64 keep-alive connections, `GET /` (plus a direct-to-backend baseline);
+  * `h1-c256` — 256 keep-alive connections;
+  * `h1-newconn` — `Connection: close`, a new TCP connection per request, 32 at a time;
+  * `h1-1MiB` — 16 connections fetching the 1 MiB file;
+  * `h2c` — `h2load -c16 -m10`, h2c prior knowledge.
+* Per run: requests/s, p50 and p99 latency, CPU seconds used by the contender's
+  processes (utime+stime from `/proc/PID/stat`), peak RSS (VmHWM). Once per
+  contender: RSS with 10,000 idle keep-alive client connections.
+* Contenders are alternated (A B C A B C ...) over several rounds; the tables show
+  medians over rounds, and Gatehouse/nginx, Gatehouse/HAProxy ratios.
+* All traffic is on 127.0.0.1. The load generator shares the CPUs with the proxy
+  and the backends, so absolute numbers depend heavily on the machine: compare
+  the contenders with each other, not with other machines.
+
+## How to run
+
+```sh
+bench/run.sh            # full run (3 rounds x 10 s, ~10 minutes), rewrites the results below
+bench/run.sh --smoke    # seconds; prints the table, leaves this file alone
+bench/run.sh --rounds 5 --duration 20 --scenarios h1-c64,h2c --contenders gatehouse,nginx
+GATEHOUSE_BIN=/path/to/gatehouse bench/run.sh   # skip `cargo build --release -p gatehouse`
+```
+
+`bench/run.sh` installs what is missing with apt-get (nginx, haproxy, wrk,
+nghttp2-client), builds Gatehouse, runs `bench/bench.py` and writes the results
+section below. Raw results (JSON, tool outputs) go to `bench/results/`
+(not committed). See `bench/README.md` for all options.
+
+## Results
+
+"""
+
+
+def write_docs(path, section):
+    block = f"{START_MARK}\n{section}\n{END_MARK}\n"
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+        if START_MARK in text and END_MARK in text:
+            a = text.index(START_MARK)
+            b = text.index(END_MARK, a) + len(END_MARK)
+            text = text[:a] + block.rstrip("\n") + text[b:]
+        else:
+            text = text.rstrip("\n") + "\n\n" + block
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        text = INTRO + block
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# --------------------------------------------------------------------------- main
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description="Benchmark Gatehouse against nginx and HAProxy (loopback only).")
+    ap.add_argument("--smoke", action="store_true",
+                    help="1 round of 1 s with tiny loads and 200 idle connections; prints the table, "
+                         "does not touch docs/benchmarks.md")
+    ap.add_argument("--rounds", type=int, help="rounds (default 3, smoke 1)")
+    ap.add_argument("--duration", type=int, help="seconds per run (default 10, smoke 1)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of: " + ", ".join(SCENARIOS))
+    ap.add_argument("--contenders", default=",".join(ALL_CONTENDERS), help="comma list of: gatehouse, nginx, haproxy")
+    ap.add_argument("--gatehouse-bin", default=os.environ.get("GATEHOUSE_BIN")
+                    or os.path.join(ROOT, "target", "release", "gatehouse"))
+    ap.add_argument("--no-direct", action="store_true", help="skip the direct-to-backend baseline")
+    ap.add_argument("--idle-conns", type=int, help="idle connections for the memory test (default 10000, "
+                                                   "smoke 200, 0 = skip)")
+    ap.add_argument("--warmup", type=float, help="seconds of unmeasured load per contender first (default 2, smoke 0)")
+    ap.add_argument("--pause", type=float, help="seconds between runs (default 1, smoke 0.2)")
+    ap.add_argument("--docs", default=os.path.join(ROOT, "docs", "benchmarks.md"), help="Markdown file to update")
+    ap.add_argument("--no-docs", action="store_true", help="do not update the Markdown file")
+    ap.add_argument("--results-dir", default=os.path.join(HERE, "results"), help="where the raw JSON goes")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, server logs)")
+    a = ap.parse_args(argv)
+    a.rounds = a.rounds if a.rounds is not None else (1 if a.smoke else 3)
+    a.duration = a.duration if a.duration is not None else (1 if a.smoke else 10)
+    a.idle_conns = a.idle_conns if a.idle_conns is not None else (200 if a.smoke else 10000)
+    a.warmup = a.warmup if a.warmup is not None else (0 if a.smoke else 2)
+    a.pause = a.pause if a.pause is not None else (0.2 if a.smoke else 1.0)
+    a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    for s in a.scenarios:
+        if s not in SCENARIOS:
+            ap.error(f"unknown scenario {s!r}; known: {', '.join(SCENARIOS)}")
+    for c in a.contenders:
+        if c not in ALL_CONTENDERS:
+            ap.error(f"unknown contender {c!r}; known: {', '.join(ALL_CONTENDERS)}")
+    if a.rounds < 1 or a.rounds > 100 or a.duration < 1 or a.duration > 600:
+        ap.error("--rounds must be 1..100 and --duration 1..600")
+    if a.idle_conns < 0 or a.idle_conns > 50000:
+        ap.error("--idle-conns must be 0..50000")
+    return a
+
+
+def raise_nofile(want=65536):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for lim in ((want, max(hard, want)), (min(want, hard), hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, lim)
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def preflight(a):
+    need = ["nginx", "wrk"]
+    if "haproxy" in a.contenders:
+        need.append("haproxy")
+    if "h2c" in a.scenarios:
+        need.append("h2load")
+    missing = [t for t in need if not shutil.which(t)]
+    if missing:
+        raise SetupError(f"missing tools: {', '.join(missing)} (bench/run.sh installs them with apt-get)")
+    if "gatehouse" in a.contenders:
+        b = a.gatehouse_bin
+        if not (os.path.isfile(b) and os.access(b, os.X_OK)):
+            raise SetupError(f"Gatehouse binary not found or not executable: {b}\n"
+                             f"Build it with `cargo build --release -p gatehouse`, set GATEHOUSE_BIN, "
+                             f"or leave it out with --contenders nginx,haproxy")
+    global NOFILE, MAXCONN
+    NOFILE = raise_nofile()
+    # HAProxy reserves 2 fds per connection (client + server side) and will not start
+    # when maxconn does not fit; give every contender the same cap.
+    MAXCONN = min(16384, (NOFILE - 200) // 2)
+    if MAXCONN < 300:
+        raise SetupError(f"RLIMIT_NOFILE is only {NOFILE}: raise `ulimit -n` (ideally to 65536)")
+    a.idle_reduced_from = None
+    if a.idle_conns > MAXCONN - 100:
+        a.idle_reduced_from = a.idle_conns
+        a.idle_conns = MAXCONN - 100
+        log(f"bench: warning: RLIMIT_NOFILE hard limit is {NOFILE} (cannot raise it to 65536): "
+            f"idle test uses {a.idle_conns} connections instead of {a.idle_reduced_from}")
+
+
+def main(argv=None):
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        preflight(a)
+    except SetupError as e:
+        log(f"bench: error: {e}")
+        return 2
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    tmp = tempfile.mkdtemp(prefix="gatehouse-bench.")
+    os.chmod(tmp, 0o755)  # nginx workers run as `nobody` when we are root: they must reach their files
+    runs, idle = [], []
+    started = datetime.datetime.now()
+    try:
+        try:
+            p_b1, p_b2, p_ng1, p_ng2, p_ha1, p_ha2, p_gh = free_ports(7)
+            backends = [p_b1, p_b2]
+            log(f"bench: temp dir {tmp}; backends on 127.0.0.1:{p_b1}, 127.0.0.1:{p_b2}")
+            b1 = start_backend(1, tmp, p_b1)
+            b2 = start_backend(2, tmp, p_b2)
+            wait_port(p_b1, b1)
+            wait_port(p_b2, b2)
+            direct = Target("direct", p_b1, p_b1, None)
+            sanity_check(direct, h2=False)
+            targets = []
+            for c in a.contenders:
+                if c == "gatehouse":
+                    t = Target(c, p_gh, p_gh, start_gatehouse(tmp, a.gatehouse_bin, p_gh, backends))
+                elif c == "nginx":
+                    t = Target(c, p_ng1, p_ng2, start_nginx_proxy(tmp, p_ng1, p_ng2, backends))
+                else:
+                    t = Target(c, p_ha1, p_ha2, start_haproxy(tmp, p_ha1, p_ha2, backends))
+                wait_port(t.h1_port, t.proc)
+                if t.h2_port != t.h1_port:
+                    wait_port(t.h2_port, t.proc)
+                sanity_check(t, h2="h2c" in a.scenarios)
+                log(f"bench: {DISPLAY[c]} ready on 127.0.0.1:{t.h1_port}"
+                    + (f" (h2c on {t.h2_port})" if t.h2_port != t.h1_port else " (h1 + h2c)")
+                    + f", pids {t.pids()}")
+                targets.append(t)
+        except SetupError as e:
+            log(f"bench: error: {e}")
+            return 2
+
+        if a.warmup > 0:
+            for t in targets:
+                log(f"bench: warm-up {DISPLAY[t.name]} {a.warmup:.0f}s")
+                subprocess.run(["wrk", "-t1", "-c16", f"-d{max(1, int(a.warmup))}s",
+                                f"http://127.0.0.1:{t.h1_port}/"], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=a.warmup + 30)
+
+        with_direct = not a.no_direct and "h1-c64" in a.scenarios
+        total = a.rounds * (len(a.scenarios) * len(targets) + (1 if with_direct else 0))
+        n = 0
+        dead = set()
+        for rnd in range(1, a.rounds + 1):
+            for scn in a.scenarios:
+                order = targets + ([direct] if with_direct and scn == "h1-c64" else [])
+                for t in order:
+                    n += 1
+                    if t.name in dead:
+                        runs.append({"round": rnd, "scenario": scn, "contender": t.name,
+                                     "error": f"{t.name} is no longer running"})
+                        continue
+                    r = run_one(t, scn, a.duration, a.smoke, tmp)
+                    r["round"] = rnd
+                    runs.append(r)
+                    msg = (f"[{n}/{total}] round {rnd} {scn:<10} {DISPLAY[t.name]:<17} "
+                           f"{fmt(r.get('rps'), 'rps'):>9} req/s  p50 {fmt(r.get('p50_ms'), 'ms')} ms  "
+                           f"p99 {fmt(r.get('p99_ms'), 'ms')} ms  cpu {fmt(r.get('cpu_s'), 's')} s  "
+                           f"errors {r.get('errors')}")
+                    if "error" in r:
+                        msg += f"  FAILED: {r['error']}\n{r.get('output', '')[-800:]}"
+                    log(msg)
+                    if t.proc is not None and not t.proc.alive():
+                        dead.add(t.name)
+                        log(f"bench: {t.name} exited (status {t.proc.popen.returncode}); log tail:\n"
+                            f"{t.proc.log_tail()}")
+                    time.sleep(a.pause)
+
+        if a.idle_conns:
+            for t in targets:
+                if t.name in dead:
+                    continue
+                log(f"bench: idle test {DISPLAY[t.name]}: {a.idle_conns} connections")
+                r = idle_test(t, a.idle_conns)
+                idle.append(r)
+                log(f"bench:   RSS {fmt(r.get('rss_before_kib'), 'mib')} -> {fmt(r.get('rss_with_conns_kib'), 'mib')}"
+                    f" MiB, ok {r.get('ok')}, still open {r.get('alive_at_end')}"
+                    + (f"  FAILED: {r['error']}" if "error" in r else ""))
+                time.sleep(a.pause)
+
+        names = [t.name for t in targets]
+        summ = summarize(runs, a.scenarios, names + ["direct"])
+        info = machine_info(a.gatehouse_bin, a.contenders)
+        params = {"smoke": a.smoke, "rounds": a.rounds, "duration": a.duration,
+                  "scenarios": a.scenarios, "contenders": names, "idle_conns": a.idle_conns,
+                  "idle_reduced_from": a.idle_reduced_from, "nofile": NOFILE, "maxconn": MAXCONN}
+        section = render(summ, idle, a.scenarios, names, with_direct, info, params, runs)
+        failed = [r for r in runs if "error" in r] + [r for r in idle if "error" in r]
+
+        os.makedirs(a.results_dir, exist_ok=True)
+        stamp = started.strftime("%Y%m%d-%H%M%S") + ("-smoke" if a.smoke else "")
+        out_json = os.path.join(a.results_dir, f"{stamp}.json")
+        with open(out_json, "w") as f:
+            json.dump({"info": info, "params": params, "runs": runs, "idle": idle,
+                       "summary": [dict(scenario=k[0], contender=k[1], **v) for k, v in summ.items()]},
+                      f, indent=1)
+
+        print(section)
+        print()
+        print(f"Raw results: {out_json}")
+        if a.smoke or a.no_docs:
+            pass
+        elif failed:
+            log(f"bench: {len(failed)} run(s) failed: {a.docs} NOT updated")
+        else:
+            write_docs(a.docs, section)
+            print(f"Updated {a.docs}")
+        return 1 if failed else 0
+    except KeyboardInterrupt as e:
+        log(f"bench: interrupted ({e or 'Ctrl-C'}), cleaning up")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_all()
+        if a.keep_tmp:
+            log(f"bench: kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

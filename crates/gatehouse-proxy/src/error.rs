@@ -1,0 +1,65 @@
+//! Every way a request can fail, and the one table that turns each into a status code.
+
+use crate::body::ResponseBody;
+use http::{header, HeaderValue, Response, StatusCode};
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No site matches the host and there is no default site, or no route matches the path.
+    #[error("no site or route matches")]
+    NoRoute,
+    /// An allow/deny rule refused the client.
+    #[error("refused by access rules")]
+    Forbidden,
+    /// The request body is larger than the route's max_body.
+    #[error("request body larger than max_body")]
+    BodyTooLarge,
+    /// The request itself is malformed or ambiguous.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// Every server of the pool is down, or was already tried for this request.
+    #[error("no server available in pool {0:?}")]
+    NoServer(std::sync::Arc<str>),
+    /// The last server tried could not be reached (connect refused or timed out).
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+    /// The server sent no valid response (closed early, malformed head) after the request was sent.
+    #[error("bad response from {addr}: {source}")]
+    Upstream { addr: SocketAddr, source: hyper::Error },
+    /// The server did not send a response head within response_timeout.
+    #[error("{addr} sent no response within the response timeout")]
+    Timeout { addr: SocketAddr },
+}
+
+impl ProxyError {
+    /// The status code for this failure. The only place where errors become statuses.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoServer(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn into_response(self) -> Response<ResponseBody> {
+        status_response(self.status())
+    }
+}
+
+/// A small plain-text answer such as `502 Bad Gateway`.
+pub fn status_response(status: StatusCode) -> Response<ResponseBody> {
+    let text = match status.canonical_reason() {
+        Some(reason) => format!("{} {}\n", status.as_u16(), reason),
+        None => format!("{}\n", status.as_u16()),
+    };
+    let mut resp = Response::new(ResponseBody::full(text.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}

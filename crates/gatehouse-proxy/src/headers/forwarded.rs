@@ -1,0 +1,167 @@
+//! Who the client is, and telling the backend: `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`,
+//! `X-Forwarded-Host`.
+//!
+//! Headers from a peer in `trusted_proxies` are believed: the client is the right-most address in its
+//! `X-Forwarded-For` that is not itself a trusted proxy, and its `X-Forwarded-Proto`/`-Host` are kept. From any
+//! other peer they are replaced, as Caddy and Traefik do, so a client cannot choose its own address.
+
+use gatehouse_config::canonical;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+pub fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+    let ip = canonical(ip);
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy vouching for someone else.
+pub fn client_ip(trusted: &[IpNet], peer: IpAddr, peer_trusted: bool, headers: &HeaderMap) -> IpAddr {
+    if !peer_trusted {
+        return peer;
+    }
+    let mut client = peer;
+    // Walk right to left over every X-Forwarded-For line; stop at the first address we do not trust.
+    let values: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = canonical(ip);
+                if !is_trusted(trusted, ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// What the forwarded headers are built from.
+#[derive(Debug)]
+pub struct Forwarded<'a> {
+    /// The peer's address, pre-rendered once per connection.
+    pub peer_value: &'a HeaderValue,
+    pub peer_trusted: bool,
+    pub client_ip: IpAddr,
+    pub client_is_peer: bool,
+    pub proto: &'static str,
+}
+
+/// Sets the forwarded headers on a request going upstream. `host` is the request's Host, if any.
+pub fn set_forwarded_headers(headers: &mut HeaderMap, f: &Forwarded<'_>, host: Option<HeaderValue>) {
+    let prior_xff = if f.peer_trusted {
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .fold(None::<String>, |acc, v| match acc {
+                None => Some(v.to_string()),
+                Some(a) => Some(a + ", " + v),
+            })
+    } else {
+        None
+    };
+    let xff = match prior_xff {
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", f.peer_value.to_str().unwrap_or_default()))
+            .unwrap_or_else(|_| f.peer_value.clone()),
+        None => f.peer_value.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+
+    let real_ip = if f.client_is_peer {
+        f.peer_value.clone()
+    } else {
+        HeaderValue::from_str(&f.client_ip.to_string()).unwrap_or_else(|_| f.peer_value.clone())
+    };
+    headers.insert(X_REAL_IP.clone(), real_ip);
+
+    if !(f.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(f.proto));
+    }
+    if !(f.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST.clone(), h);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_claims() {
+        let t = nets(&["10.0.0.0/8"]);
+        assert_eq!(client_ip(&t, ip("203.0.113.9"), false, &xff("1.2.3.4")), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn trusted_chain_is_walked_from_the_right() {
+        let t = nets(&["10.0.0.0/8"]);
+        let peer = ip("10.0.0.1");
+        assert_eq!(client_ip(&t, peer, true, &xff("6.6.6.6, 1.2.3.4, 10.1.1.1")), ip("1.2.3.4"));
+        assert_eq!(client_ip(&t, peer, true, &xff("10.2.2.2")), ip("10.2.2.2"), "all trusted: left-most");
+        assert_eq!(client_ip(&t, peer, true, &HeaderMap::new()), peer);
+        assert_eq!(client_ip(&t, peer, true, &xff("garbage, 1.2.3.4")), ip("1.2.3.4"));
+    }
+
+    #[test]
+    fn headers_from_untrusted_peer_are_replaced() {
+        let mut h = xff("6.6.6.6");
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let peer = HeaderValue::from_static("203.0.113.9");
+        let f = Forwarded {
+            peer_value: &peer,
+            peer_trusted: false,
+            client_ip: ip("203.0.113.9"),
+            client_is_peer: true,
+            proto: "http",
+        };
+        set_forwarded_headers(&mut h, &f, Some(HeaderValue::from_static("example.com")));
+        assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9");
+        assert_eq!(h[&X_REAL_IP], "203.0.113.9");
+        assert_eq!(h[&X_FORWARDED_PROTO], "http");
+        assert_eq!(h[&X_FORWARDED_HOST], "example.com");
+    }
+
+    #[test]
+    fn headers_from_trusted_peer_are_appended_to() {
+        let mut h = xff("1.2.3.4");
+        let peer = HeaderValue::from_static("10.0.0.1");
+        let f = Forwarded {
+            peer_value: &peer,
+            peer_trusted: true,
+            client_ip: ip("1.2.3.4"),
+            client_is_peer: false,
+            proto: "http",
+        };
+        set_forwarded_headers(&mut h, &f, None);
+        assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.0.0.1");
+        assert_eq!(h[&X_REAL_IP], "1.2.3.4");
+    }
+}

@@ -1,0 +1,97 @@
+//! The request path, read top to bottom. [`handle`] owns logging and error mapping; [`route_request`] is the
+//! happy path, one numbered step at a time.
+
+use crate::body::ResponseBody;
+use crate::error::{status_response, ProxyError};
+use crate::forward::{self, Forward};
+use crate::headers::forwarded::{client_ip, is_trusted};
+use crate::listener::{ActiveRequest, ConnInfo};
+use crate::snapshot::{ActionRt, Snapshot};
+use gatehouse_route::normalize_host;
+use http::{header, HeaderValue, Request, Response, Version};
+use hyper::body::Incoming;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// Serves one request on the snapshot current at its start. Never fails: every error becomes a response.
+pub async fn handle(snap: Arc<Snapshot>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let active = ActiveRequest::new(conn.clone());
+    let method = req.method().clone();
+    let mut resp = match route_request(&snap, &conn, req).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            let status = err.status();
+            if status.is_server_error() {
+                tracing::warn!(peer = %conn.peer, %method, status = status.as_u16(), error = %err, "request failed");
+            } else {
+                tracing::debug!(peer = %conn.peer, %method, status = status.as_u16(), error = %err, "request refused");
+            }
+            err.into_response()
+        }
+    };
+    resp.body_mut().set_active(active);
+    resp
+}
+
+/// The steps of a request, each with its failure exit (see docs/architecture.md).
+async fn route_request(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+    // 1. Host: from the request target (h2 :authority, absolute-form) or the Host header; case and port ignored.
+    let host = request_host(&req)?;
+    // 2. Site by host (exact, wildcard, default) → 404 when none.
+    let site = snap.sites.lookup(&host).ok_or(ProxyError::NoRoute)?;
+    // 3. Route by longest path prefix → 404 when none.
+    let (prefix, route) = site.paths.lookup(req.uri().path()).ok_or(ProxyError::NoRoute)?;
+    // 4. Client address, believing X-Forwarded-For only from trusted proxies; allow/deny → 403.
+    let peer_ip = conn.peer.ip();
+    let peer_trusted = !snap.trusted_proxies.is_empty() && is_trusted(&snap.trusted_proxies, peer_ip);
+    let client = client_ip(&snap.trusted_proxies, peer_ip, peer_trusted, req.headers());
+    if let Some(rules) = &route.access {
+        if !rules.permits(client) {
+            return Err(ProxyError::Forbidden);
+        }
+    }
+    // 5. Act: answer here, or forward to the route's pool.
+    match &route.action {
+        ActionRt::Respond { body, status } => {
+            let mut resp = Response::new(ResponseBody::full(body.clone()));
+            *resp.status_mut() = *status;
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            Ok(resp)
+        }
+        ActionRt::Redirect { location, status } => {
+            let mut resp = status_response(*status);
+            resp.headers_mut().insert(header::LOCATION, location.clone());
+            Ok(resp)
+        }
+        ActionRt::Pool { pool, strip_prefix } => {
+            let fwd = Forward {
+                pool,
+                strip: strip_prefix.then_some(prefix),
+                max_body: route.max_body,
+                conn,
+                client_ip: client,
+                peer_trusted,
+            };
+            forward::forward(fwd, req).await
+        }
+    }
+}
+
+/// The host a request is for, normalized. Two Host headers, or none on HTTP/1.1, is a bad request.
+fn request_host(req: &Request<Incoming>) -> Result<Cow<'_, str>, ProxyError> {
+    if let Some(auth) = req.uri().authority() {
+        return Ok(normalize_host(auth.as_str()));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h
+            .to_str()
+            .map(normalize_host)
+            .map_err(|_| ProxyError::BadRequest("Host is not valid text")),
+        (Some(_), Some(_)) => Err(ProxyError::BadRequest("more than one Host header")),
+        (None, _) if req.version() == Version::HTTP_11 => Err(ProxyError::BadRequest("HTTP/1.1 request without Host")),
+        (None, _) => Ok(Cow::Borrowed("")),
+    }
+}
+

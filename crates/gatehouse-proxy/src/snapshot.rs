@@ -1,0 +1,187 @@
+//! The runtime form of one config: everything a request needs, built once, then read without locks.
+//!
+//! A [`Snapshot`] is immutable and swapped whole (`ArcSwap`) on reload; a request loads it once at its start
+//! and keeps that `Arc` to its end, so in-flight work finishes on the config it started with. State that must
+//! survive a reload (in-flight counts, passive health, idle upstream connections) is *not* in here: it lives in
+//! registries keyed by server address and the snapshot only holds `Arc`s to it.
+
+use crate::upstream::{pool::ConnPool, Upstream};
+use bytes::Bytes;
+use gatehouse_balance::{Algorithm, Registry, Selector, ServerState};
+use gatehouse_config::{AccessRules, Balance, Config, HostPattern, RouteAction};
+use gatehouse_route::{HostTable, PathTable};
+use http::{HeaderValue, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Rises by one with every applied config.
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub sites: HostTable<SiteRt>,
+    pub pools: BTreeMap<String, Arc<PoolRt>>,
+    pub trusted_proxies: Vec<IpNet>,
+    /// Client connections with nothing in flight are closed after this long.
+    pub idle_timeout: Duration,
+    /// hyper's server settings (HTTP/1.1 + h2c), shared by the connections accepted under this snapshot.
+    pub http: Arc<auto::Builder<TokioExecutor>>,
+}
+
+#[derive(Debug)]
+pub struct SiteRt {
+    pub paths: PathTable<RouteRt>,
+}
+
+#[derive(Debug)]
+pub struct RouteRt {
+    pub action: ActionRt,
+    /// `None` when neither site nor route has allow/deny rules (the common case: no check at all).
+    pub access: Option<AccessRules>,
+    pub max_body: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum ActionRt {
+    Pool { pool: Arc<PoolRt>, strip_prefix: bool },
+    Redirect { location: HeaderValue, status: StatusCode },
+    Respond { body: Bytes, status: StatusCode },
+}
+
+/// A pool ready for requests: its balancer and its servers' shared state.
+#[derive(Debug)]
+pub struct PoolRt {
+    pub name: Arc<str>,
+    pub selector: Selector,
+    /// Indexed by [`gatehouse_balance::Member::id`].
+    pub upstreams: Vec<Upstream>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub retries: u32,
+    pub max_fails: u32,
+    pub fail_timeout_ms: u64,
+    pub idle_timeout: Duration,
+    pub max_idle: usize,
+}
+
+impl PoolRt {
+    /// Whether the balancer reads the client's affinity key (so it is worth hashing).
+    pub fn wants_key(&self) -> bool {
+        self.selector.algorithm() == Algorithm::IpHash
+    }
+}
+
+/// Builds a snapshot from a validated config. Never fails: validation already rejected what could not be built.
+pub fn compile(
+    config: Arc<Config>,
+    generation: u64,
+    servers: &Registry<ServerState>,
+    conns: &Registry<ConnPool>,
+) -> Snapshot {
+    let pools: BTreeMap<String, Arc<PoolRt>> = config
+        .pools
+        .values()
+        .map(|p| {
+            let upstreams: Vec<Upstream> = p
+                .servers
+                .iter()
+                .map(|s| Upstream {
+                    addr: s.addr,
+                    state: servers.get_or_insert_with(s.addr, || ServerState::new(s.addr)),
+                    conns: conns.get_or_insert_with(s.addr, ConnPool::default),
+                })
+                .collect();
+            let algorithm = match p.balance {
+                Balance::RoundRobin => Algorithm::RoundRobin,
+                Balance::IpHash => Algorithm::IpHash,
+                Balance::LeastConn => Algorithm::LeastConn,
+            };
+            let selector = Selector::new(
+                algorithm,
+                p.servers
+                    .iter()
+                    .zip(&upstreams)
+                    .map(|(s, u)| (u.state.clone(), s.weight, s.backup)),
+            );
+            let rt = PoolRt {
+                name: p.name.as_str().into(),
+                selector,
+                upstreams,
+                connect_timeout: p.connect_timeout,
+                response_timeout: p.response_timeout,
+                retries: p.retries,
+                max_fails: p.max_fails,
+                fail_timeout_ms: p.fail_timeout.as_millis() as u64,
+                idle_timeout: p.idle_timeout,
+                max_idle: p.max_idle,
+            };
+            (p.name.clone(), Arc::new(rt))
+        })
+        .collect();
+
+    let mut sites = HostTable::default();
+    for site in &config.sites {
+        let routes = site.routes.iter().filter_map(|r| {
+            let action = match &r.action {
+                RouteAction::Pool { pool, strip_prefix } => ActionRt::Pool {
+                    pool: pools.get(pool)?.clone(),
+                    strip_prefix: *strip_prefix,
+                },
+                RouteAction::Redirect { location, status } => ActionRt::Redirect {
+                    location: HeaderValue::from_str(location).ok()?,
+                    status: StatusCode::from_u16(*status).ok()?,
+                },
+                RouteAction::Respond { body, status } => ActionRt::Respond {
+                    body: Bytes::from(body.clone()),
+                    status: StatusCode::from_u16(*status).ok()?,
+                },
+            };
+            let rt = RouteRt {
+                action,
+                access: (!r.access.is_empty()).then(|| r.access.clone()),
+                max_body: r.max_body,
+            };
+            Some((r.path.clone(), rt))
+        });
+        let exact = site.hosts.iter().filter_map(|h| match h {
+            HostPattern::Exact(n) => Some(n.as_str()),
+            HostPattern::Wildcard(_) => None,
+        });
+        let wild = site.hosts.iter().filter_map(|h| match h {
+            HostPattern::Wildcard(s) => Some(s.as_str()),
+            HostPattern::Exact(_) => None,
+        });
+        sites.insert(
+            SiteRt {
+                paths: PathTable::new(routes),
+            },
+            exact,
+            wild,
+            site.default,
+        );
+    }
+
+    let s = &config.server;
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .max_buf_size(s.max_header_size.max(8192));
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(s.max_header_size as u32);
+
+    Snapshot {
+        generation,
+        trusted_proxies: s.trusted_proxies.clone(),
+        idle_timeout: s.idle_timeout,
+        http: Arc::new(http),
+        sites,
+        pools,
+        config,
+    }
+}
