@@ -55,7 +55,9 @@ END_MARK = "<!-- bench:results:end -->"
 ONE_MIB = 1048576
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NOFILE = 65536  # set to the RLIMIT_NOFILE we really got (children inherit it), see preflight()
-MAXCONN = 16384  # client connection cap for every contender (>= 10,000 idle + load)
+# Connection caps (>= 10,000 idle + load), lowered in preflight() when RLIMIT_NOFILE is small.
+NGINX_CONNS = 16384  # nginx worker_connections: ~1 fd per connection
+HAPROXY_MAXCONN = 16384  # HAProxy maxconn: it reserves 2 fds per connection
 
 ALL_CONTENDERS = ["gatehouse", "nginx", "haproxy"]
 DISPLAY = {"gatehouse": "Gatehouse", "nginx": "nginx", "haproxy": "HAProxy", "direct": "direct (no proxy)"}
@@ -97,8 +99,12 @@ class Proc:
         self.argv = argv
         self.log_path = os.path.join(tmp, f"{name}.log")
         self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                      cwd=cwd or tmp, start_new_session=True)
+        try:
+            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                          cwd=cwd or tmp, start_new_session=True)
+        except OSError as e:
+            self._log.close()
+            raise SetupError(f"cannot start {name}: {' '.join(argv)}: {e}")
         self.pid = self.popen.pid
         STARTED.append(self)
 
@@ -290,7 +296,7 @@ def start_nginx(name, tmp, http_block):
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     conf = os.path.join(prefix, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(nginx_common(prefix, MAXCONN) + http_block(prefix))
+        f.write(nginx_common(prefix, NGINX_CONNS) + http_block(prefix))
     return Proc(name, ["nginx", "-p", prefix + "/", "-e", prefix + "/error.log", "-c", conf], tmp)
 
 
@@ -361,14 +367,14 @@ def start_haproxy(tmp, h1, h2, backends):
         # that far; set ulimit-n to what we have (the idle test needs ~1 fd per connection).
         f.write(f"""global
     nbthread 1
-    maxconn {MAXCONN}
+    maxconn {HAPROXY_MAXCONN}
     ulimit-n {NOFILE}
 
 defaults
     mode http
     option http-keep-alive
     http-reuse always
-    maxconn {MAXCONN}
+    maxconn {HAPROXY_MAXCONN}
     timeout connect 5s
     timeout client 300s
     timeout server 300s
@@ -716,8 +722,10 @@ def machine_info(gatehouse_bin, contenders):
         dirty, _ = tool_output(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
         info["gatehouse_commit"] = head + ("-dirty" if dirty else "")
     if "gatehouse" in contenders:
+        info["gatehouse_bin"] = os.path.abspath(gatehouse_bin)
         v, rc = tool_output([gatehouse_bin, "--version"], timeout=5)
-        info["gatehouse"] = v.splitlines()[0] if rc == 0 and v else None
+        v = v.splitlines()[0] if rc == 0 and v else ""
+        info["gatehouse"] = re.sub(r"^gatehouse\s+", "", v, flags=re.I) or None
     return info
 
 
@@ -732,6 +740,8 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
     if "gatehouse" in contenders:
         tools.insert(0, f"Gatehouse {info.get('gatehouse') or ''} (commit {info.get('gatehouse_commit', '?')})")
     L.append(f"- Versions: {', '.join(t.strip() for t in tools)}")
+    if "/debug/" in (info.get("gatehouse_bin") or ""):
+        L.append(f"- **Warning: Gatehouse is a debug build ({info['gatehouse_bin']}): its figures mean nothing.**")
     L.append(f"- Runs: {params['rounds']} round(s) x {params['duration']} s per scenario and contender, "
              f"contenders alternated within each round; figures are medians over rounds. "
              f"Contenders: {', '.join(DISPLAY[c] for c in contenders)}.")
@@ -790,6 +800,15 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
                      f"{fmt(r.get('rss_with_conns_kib'), 'mib')} | {kpc} | {fmt(r.get('pss_before_kib'), 'mib')} | "
                      f"{fmt(r.get('pss_with_conns_kib'), 'mib')} | {r.get('ok', '—')} | "
                      f"{r.get('alive_at_end', '—')} |")
+        closed = [r for r in idle if r.get("ok") and r.get("alive_at_end") is not None and r["alive_at_end"] < r["ok"]]
+        for r in closed:
+            L.append("")
+            L.append(f"Note: {DISPLAY[r['contender']]} closed {r['ok'] - r['alive_at_end']} of the idle connections "
+                     f"before the end of the test (idle timeout or connection cap): its figures cover fewer connections.")
+        for r in idle:
+            if r.get("error"):
+                L.append("")
+                L.append(f"Note: {DISPLAY[r['contender']]}: {r['error']}.")
     hwm = [r for r in runs if r.get("hwm_reset") is False]
     L.append("")
     L.append("CPU = utime+stime of all the contender's processes during the run (nginx: master + worker). "
@@ -894,6 +913,7 @@ def parse_args(argv):
     a.idle_conns = a.idle_conns if a.idle_conns is not None else (200 if a.smoke else 10000)
     a.warmup = a.warmup if a.warmup is not None else (0 if a.smoke else 2)
     a.pause = a.pause if a.pause is not None else (0.2 if a.smoke else 1.0)
+    a.gatehouse_bin = os.path.abspath(a.gatehouse_bin)  # servers run with the temp dir as cwd
     a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
     for s in a.scenarios:
@@ -935,17 +955,20 @@ def preflight(a):
             raise SetupError(f"Gatehouse binary not found or not executable: {b}\n"
                              f"Build it with `cargo build --release -p gatehouse`, set GATEHOUSE_BIN, "
                              f"or leave it out with --contenders nginx,haproxy")
-    global NOFILE, MAXCONN
+    global NOFILE, NGINX_CONNS, HAPROXY_MAXCONN
     NOFILE = raise_nofile()
     # HAProxy reserves 2 fds per connection (client + server side) and will not start
-    # when maxconn does not fit; give every contender the same cap.
-    MAXCONN = min(16384, (NOFILE - 200) // 2)
-    if MAXCONN < 300:
+    # when maxconn does not fit; nginx needs ~1 fd per connection but starts closing
+    # idle keep-alive connections once fewer than 1/16 of worker_connections are free.
+    NGINX_CONNS = min(16384, NOFILE - 200)
+    HAPROXY_MAXCONN = min(16384, (NOFILE - 200) // 2)
+    fit = min(HAPROXY_MAXCONN - 100, NGINX_CONNS * 15 // 16 - 200)
+    if fit < 100:
         raise SetupError(f"RLIMIT_NOFILE is only {NOFILE}: raise `ulimit -n` (ideally to 65536)")
     a.idle_reduced_from = None
-    if a.idle_conns > MAXCONN - 100:
+    if a.idle_conns > fit:
         a.idle_reduced_from = a.idle_conns
-        a.idle_conns = MAXCONN - 100
+        a.idle_conns = fit
         log(f"bench: warning: RLIMIT_NOFILE hard limit is {NOFILE} (cannot raise it to 65536): "
             f"idle test uses {a.idle_conns} connections instead of {a.idle_reduced_from}")
 
@@ -961,8 +984,12 @@ def main(argv=None):
     def on_signal(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
+    # SIGINT too: a shell starting us in the background sets it to "ignore", and
+    # `kill -INT` must still clean up. SIGHUP is left ignored under nohup.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, on_signal)
 
     tmp = tempfile.mkdtemp(prefix="gatehouse-bench.")
     os.chmod(tmp, 0o755)  # nginx workers run as `nobody` when we are root: they must reach their files
@@ -1052,7 +1079,8 @@ def main(argv=None):
         info = machine_info(a.gatehouse_bin, a.contenders)
         params = {"smoke": a.smoke, "rounds": a.rounds, "duration": a.duration,
                   "scenarios": a.scenarios, "contenders": names, "idle_conns": a.idle_conns,
-                  "idle_reduced_from": a.idle_reduced_from, "nofile": NOFILE, "maxconn": MAXCONN}
+                  "idle_reduced_from": a.idle_reduced_from, "nofile": NOFILE,
+                  "nginx_worker_connections": NGINX_CONNS, "haproxy_maxconn": HAPROXY_MAXCONN}
         section = render(summ, idle, a.scenarios, names, with_direct, info, params, runs)
         failed = [r for r in runs if "error" in r] + [r for r in idle if "error" in r]
 
@@ -1079,8 +1107,8 @@ def main(argv=None):
         log(f"bench: interrupted ({e or 'Ctrl-C'}), cleaning up")
         return 130
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not abort the cleanup
         stop_all()
         if a.keep_tmp:
             log(f"bench: kept {tmp}")

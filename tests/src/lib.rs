@@ -1,1 +1,24 @@
+//! End-to-end test support: the real `gatehouse` binary, real backends and real clients, all on 127.0.0.1.
+//!
+//! * [`Gatehouse`] writes a config, starts the binary built by cargo, waits for its port, and kills it on drop.
+//! * [`Backend`] is a hyper server that answers with its name and records every request it saw, with routes
+//!   for slow answers, large streamed bodies, body counting and WebSocket echo.
+//! * [`client`] has small HTTP/1.1 and h2c clients; raw sockets are used where bytes matter.
 
+pub mod backend;
+pub mod client;
+pub mod gatehouse;
+
+pub use backend::{Backend, Seen};
+pub use gatehouse::Gatehouse;
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released): connecting to it is refused.
+pub fn dead_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// A port that was free a moment ago, for listeners the proxy binds itself.
+pub fn free_port() -> u16 {
+    dead_addr().port()
+}

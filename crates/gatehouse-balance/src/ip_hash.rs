@@ -13,13 +13,21 @@ pub struct IpHash {
 impl IpHash {
     pub fn new(members: &[Member]) -> Self {
         IpHash {
-            seeds: members.iter().map(|m| hash_bytes(m.state.addr().to_string().as_bytes())).collect(),
+            seeds: members
+                .iter()
+                .map(|m| hash_bytes(m.state.addr().to_string().as_bytes()))
+                .collect(),
         }
     }
 }
 
 impl Balancer for IpHash {
-    fn pick(&self, members: &[Member], key: u64, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick(
+        &self,
+        members: &[Member],
+        key: u64,
+        eligible: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         let mut best: Option<(f64, usize)> = None;
         for (i, m) in members.iter().enumerate() {
             if !eligible(i) {
@@ -47,9 +55,9 @@ pub fn key_for_ip(ip: std::net::IpAddr) -> u64 {
 
 /// FNV-1a: stable across builds and platforms (unlike std's DefaultHasher), so affinity survives upgrades.
 fn hash_bytes(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// splitmix64's finalizer: spreads FNV's weak low bits over the whole word.
@@ -71,7 +79,9 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &w)| Member {
-                state: Arc::new(ServerState::new(format!("127.0.0.1:{}", 9000 + i).parse().unwrap())),
+                state: Arc::new(ServerState::new(
+                    format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                )),
                 weight: w,
                 id: i,
             })
@@ -115,11 +125,18 @@ mod tests {
     fn removal_from_a_rebuilt_pool_also_remaps_only_its_clients() {
         let m = members(&[1, 1, 1, 1]);
         let h = IpHash::new(&m);
-        let fewer: Vec<Member> = m.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, x)| x.clone()).collect();
+        let fewer: Vec<Member> = m
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, x)| x.clone())
+            .collect();
         let h2 = IpHash::new(&fewer);
         for c in 0..3000 {
             let before = m[h.pick(&m, client(c), &|_| true).unwrap()].state.addr();
-            let after = fewer[h2.pick(&fewer, client(c), &|_| true).unwrap()].state.addr();
+            let after = fewer[h2.pick(&fewer, client(c), &|_| true).unwrap()]
+                .state
+                .addr();
             if before != m[1].state.addr() {
                 assert_eq!(before, after);
             }
@@ -130,9 +147,14 @@ mod tests {
     fn weights_set_the_share() {
         let m = members(&[1, 3]);
         let h = IpHash::new(&m);
-        let on_heavy = (0..20_000).filter(|&c| h.pick(&m, client(c), &|_| true) == Some(1)).count();
+        let on_heavy = (0..20_000)
+            .filter(|&c| h.pick(&m, client(c), &|_| true) == Some(1))
+            .count();
         let share = on_heavy as f64 / 20_000.0;
-        assert!((0.72..0.78).contains(&share), "share of the weight-3 server: {share}");
+        assert!(
+            (0.72..0.78).contains(&share),
+            "share of the weight-3 server: {share}"
+        );
     }
 
     #[test]
@@ -143,6 +165,9 @@ mod tests {
         for c in 0..20_000 {
             counts[h.pick(&m, client(c), &|_| true).unwrap()] += 1;
         }
-        assert!(counts.iter().all(|&n| (4500..5500).contains(&n)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&n| (4500..5500).contains(&n)),
+            "{counts:?}"
+        );
     }
 }

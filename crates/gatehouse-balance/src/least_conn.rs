@@ -17,7 +17,12 @@ impl LeastConn {
 }
 
 impl Balancer for LeastConn {
-    fn pick(&self, members: &[Member], _key: u64, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick(
+        &self,
+        members: &[Member],
+        _key: u64,
+        eligible: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         let n = members.len();
         if n == 0 {
             return None;
@@ -34,7 +39,8 @@ impl Balancer for LeastConn {
             let better = match best {
                 None => true,
                 Some((b, bload)) => {
-                    (load as u128) * u128::from(members[b].weight) < (bload as u128) * u128::from(members[i].weight)
+                    (load as u128) * u128::from(members[b].weight)
+                        < (bload as u128) * u128::from(members[i].weight)
                 }
             };
             if better {
@@ -56,7 +62,9 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &w)| Member {
-                state: Arc::new(ServerState::new(format!("127.0.0.1:{}", 1 + i).parse().unwrap())),
+                state: Arc::new(ServerState::new(
+                    format!("127.0.0.1:{}", 1 + i).parse().unwrap(),
+                )),
                 weight: w,
                 id: i,
             })
@@ -67,7 +75,10 @@ mod tests {
     fn picks_the_least_loaded() {
         let m = members(&[1, 1, 1]);
         let lc = LeastConn::new();
-        let _busy: Vec<_> = (0..3).map(|_| m[0].state.acquire()).chain([m[2].state.acquire()]).collect();
+        let _busy: Vec<_> = (0..3)
+            .map(|_| m[0].state.acquire())
+            .chain([m[2].state.acquire()])
+            .collect();
         for _ in 0..5 {
             assert_eq!(lc.pick(&m, 0, &|_| true), Some(1));
         }
@@ -89,7 +100,9 @@ mod tests {
         let m = members(&[1, 3]);
         let lc = LeastConn::new();
         // Fill up as the balancer directs, holding every request: the weight-3 server ends up with 3x.
-        let held: Vec<_> = (0..40).map(|_| m[lc.pick(&m, 0, &|_| true).unwrap()].state.acquire()).collect();
+        let held: Vec<_> = (0..40)
+            .map(|_| m[lc.pick(&m, 0, &|_| true).unwrap()].state.acquire())
+            .collect();
         assert_eq!(m[0].state.in_flight(), 10);
         assert_eq!(m[1].state.in_flight(), 30);
         drop(held);

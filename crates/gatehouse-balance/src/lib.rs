@@ -24,7 +24,8 @@ pub use server::{InFlight, ServerState};
 pub trait Balancer: Send + Sync + std::fmt::Debug {
     /// Returns the index in `members` of the server to use, among those for which `eligible(i)` is true.
     /// `key` is the request's affinity key (a hash of the client IP); only hashing balancers read it.
-    fn pick(&self, members: &[Member], key: u64, eligible: &dyn Fn(usize) -> bool) -> Option<usize>;
+    fn pick(&self, members: &[Member], key: u64, eligible: &dyn Fn(usize) -> bool)
+        -> Option<usize>;
 }
 
 /// A monotonic millisecond clock shared by the crate (passive-failure windows), cheap to read.

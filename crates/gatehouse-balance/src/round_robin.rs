@@ -23,7 +23,12 @@ impl RoundRobin {
 }
 
 impl Balancer for RoundRobin {
-    fn pick(&self, _members: &[Member], _key: u64, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick(
+        &self,
+        _members: &[Member],
+        _key: u64,
+        eligible: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         let len = self.sequence.len();
         if len == 0 {
             return None;
@@ -47,7 +52,9 @@ fn smooth_sequence(weights: &[u32]) -> Vec<u32> {
         for (c, wi) in current.iter_mut().zip(&w) {
             *c += wi;
         }
-        let best = (0..w.len()).max_by_key(|&i| (current[i], std::cmp::Reverse(i))).unwrap_or(0);
+        let best = (0..w.len())
+            .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
         current[best] -= total;
         seq.push(best as u32);
     }
@@ -73,7 +80,9 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &w)| Member {
-                state: Arc::new(ServerState::new(format!("127.0.0.1:{}", 1 + i).parse().unwrap())),
+                state: Arc::new(ServerState::new(
+                    format!("127.0.0.1:{}", 1 + i).parse().unwrap(),
+                )),
                 weight: w,
                 id: i,
             })
@@ -113,7 +122,9 @@ mod tests {
     fn ineligible_servers_are_skipped_keeping_the_rest_in_turn() {
         let m = members(&[1, 1, 1]);
         let rr = RoundRobin::new(&m);
-        let got: Vec<usize> = (0..6).map(|_| rr.pick(&m, 0, &|i| i != 1).unwrap()).collect();
+        let got: Vec<usize> = (0..6)
+            .map(|_| rr.pick(&m, 0, &|i| i != 1).unwrap())
+            .collect();
         assert!(got.iter().all(|&i| i != 1));
         assert_eq!(got.iter().filter(|&&i| i == 0).count(), 3, "{got:?}");
         assert!(rr.pick(&m, 0, &|_| false).is_none());

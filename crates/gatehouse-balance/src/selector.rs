@@ -1,7 +1,9 @@
 //! A pool's server choice: primary tier first, backup tier only when no primary is eligible; servers already
 //! tried for this request, and servers that are down, are never eligible.
 
-use crate::{ip_hash::IpHash, least_conn::LeastConn, round_robin::RoundRobin, Balancer, ServerState};
+use crate::{
+    ip_hash::IpHash, least_conn::LeastConn, round_robin::RoundRobin, Balancer, ServerState,
+};
 use std::sync::Arc;
 
 /// One server as a balancer sees it.
@@ -78,7 +80,10 @@ pub struct Selector {
 
 impl Selector {
     /// `servers` are (state, weight, backup).
-    pub fn new(algorithm: Algorithm, servers: impl IntoIterator<Item = (Arc<ServerState>, u32, bool)>) -> Self {
+    pub fn new(
+        algorithm: Algorithm,
+        servers: impl IntoIterator<Item = (Arc<ServerState>, u32, bool)>,
+    ) -> Self {
         let (mut primary, mut backup) = (Vec::new(), Vec::new());
         for (id, (state, weight, is_backup)) in servers.into_iter().enumerate() {
             let m = Member { state, weight, id };
@@ -106,7 +111,8 @@ impl Selector {
     pub fn select(&self, key: u64, tried: &mut Tried, now: u64) -> Option<&Member> {
         for (t, tier) in self.tiers.iter().enumerate() {
             let t = t as u8;
-            let eligible = |i: usize| !tried.contains(t, i) && tier.members[i].state.is_available(now);
+            let eligible =
+                |i: usize| !tried.contains(t, i) && tier.members[i].state.is_available(now);
             if let Some(i) = tier.balancer.pick(&tier.members, key, &eligible) {
                 tried.push(t, i);
                 return Some(&tier.members[i]);
@@ -128,7 +134,11 @@ mod tests {
 
     fn states(n: usize) -> Vec<Arc<ServerState>> {
         (0..n)
-            .map(|i| Arc::new(ServerState::new(format!("127.0.0.1:{}", 1000 + i).parse().unwrap())))
+            .map(|i| {
+                Arc::new(ServerState::new(
+                    format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                ))
+            })
             .collect()
     }
 
@@ -137,7 +147,11 @@ mod tests {
         let s = states(3);
         let sel = Selector::new(
             Algorithm::RoundRobin,
-            [(s[0].clone(), 1, false), (s[1].clone(), 1, false), (s[2].clone(), 1, true)],
+            [
+                (s[0].clone(), 1, false),
+                (s[1].clone(), 1, false),
+                (s[2].clone(), 1, true),
+            ],
         );
         for _ in 0..10 {
             let m = sel.select(0, &mut Tried::default(), now_ms()).unwrap();
@@ -154,7 +168,11 @@ mod tests {
     #[test]
     fn retries_walk_every_server_once_then_stop() {
         let s = states(3);
-        for alg in [Algorithm::RoundRobin, Algorithm::IpHash, Algorithm::LeastConn] {
+        for alg in [
+            Algorithm::RoundRobin,
+            Algorithm::IpHash,
+            Algorithm::LeastConn,
+        ] {
             let sel = Selector::new(alg, s.iter().map(|x| (x.clone(), 1, false)));
             let mut tried = Tried::default();
             let mut seen: Vec<_> = (0..3)

@@ -16,7 +16,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(span: Option<Range<usize>>, key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             span,
             line_col: None,
@@ -31,7 +35,12 @@ impl Diagnostic {
             let start = span.start.min(source.len());
             let before = &source.as_bytes()[..start];
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-            let col = start - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+            let col = start
+                - before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |p| p + 1)
+                + 1;
             self.line_col = Some((line, col));
         }
         self
@@ -96,7 +105,9 @@ mod tests {
     fn display_names_file_line_and_key() {
         let err = ConfigError::Invalid {
             origin: "g.toml".into(),
-            diagnostics: vec![Diagnostic::new(Some(0..1), "pool.web.retries", "too many").locate("x")],
+            diagnostics: vec![
+                Diagnostic::new(Some(0..1), "pool.web.retries", "too many").locate("x")
+            ],
         };
         assert_eq!(err.to_string(), "g.toml:1:1: pool.web.retries: too many");
     }

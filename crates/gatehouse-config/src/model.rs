@@ -87,7 +87,10 @@ pub struct AccessRules {
 
 impl AccessRules {
     pub fn is_empty(&self) -> bool {
-        self.site_allow.is_empty() && self.site_deny.is_empty() && self.route_allow.is_empty() && self.route_deny.is_empty()
+        self.site_allow.is_empty()
+            && self.site_deny.is_empty()
+            && self.route_allow.is_empty()
+            && self.route_deny.is_empty()
     }
 
     /// Whether `ip` may use the route: not denied by site or route, and allowed by both (empty = all).

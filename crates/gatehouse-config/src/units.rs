@@ -4,8 +4,11 @@ use std::time::Duration;
 
 /// Parses a duration with a unit, as humantime reads it ("1h 30m" works too).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write it with a unit, e.g. \"250ms\", \"5s\", \"10m\""))
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!(
+            "{s:?} is not a duration ({e}); write it with a unit, e.g. \"250ms\", \"5s\", \"10m\""
+        )
+    })
 }
 
 /// Parses a size: a bare number of bytes, or a number with B, KiB, MiB, GiB (or KB, MB, GB = powers of 1000).
@@ -24,9 +27,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("{s:?}: unknown size unit {other:?}; use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "{s:?}: unknown size unit {other:?}; use B, KiB, MiB or GiB"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]

@@ -17,7 +17,12 @@ struct Checker {
 }
 
 impl Checker {
-    fn err(&mut self, span: std::ops::Range<usize>, key: impl Into<String>, msg: impl Into<String>) {
+    fn err(
+        &mut self,
+        span: std::ops::Range<usize>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) {
         self.diags.push(Diagnostic::new(Some(span), key, msg));
     }
 
@@ -86,14 +91,18 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let t = s.trim();
     if let Some(rest) = t.strip_prefix("https://") {
-        return Err(format!("{rest:?}: HTTPS upstreams (https://) are not supported yet; use plain host:port"));
+        return Err(format!(
+            "{rest:?}: HTTPS upstreams (https://) are not supported yet; use plain host:port"
+        ));
     }
     let t = t.strip_prefix("http://").unwrap_or(t);
     if let Ok(a) = t.parse::<SocketAddr>() {
         return Ok(a);
     }
     if !t.contains(':') {
-        return Err(format!("{s:?} has no port; write it as host:port, e.g. \"127.0.0.1:8080\""));
+        return Err(format!(
+            "{s:?} has no port; write it as host:port, e.g. \"127.0.0.1:8080\""
+        ));
     }
     t.to_socket_addrs()
         .map_err(|e| format!("{s:?} is not an address ({e})"))?
@@ -110,9 +119,12 @@ fn parse_host(s: &str) -> Result<HostPattern, String> {
     };
     let ok = !name.is_empty()
         && name.len() <= 253
-        && name
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
     if !ok {
         return Err(format!(
             "{s:?} is not a host name (letters, digits, '-', dots; one leading \"*.\" for a wildcard; no port)"
@@ -147,7 +159,8 @@ pub fn validate(raw: RawConfig, _source: &str) -> Result<Config, Vec<Diagnostic>
             pools,
         })
     } else {
-        c.diags.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
+        c.diags
+            .sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
         Err(c.diags)
     }
 }
@@ -157,7 +170,9 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
         if a.get_ref().trim().is_empty() {
             return None;
         }
-        parse_addr(a.get_ref()).map_err(|e| c.err(a.span(), "server.admin", e)).ok()
+        parse_addr(a.get_ref())
+            .map_err(|e| c.err(a.span(), "server.admin", e))
+            .ok()
     });
     let access_log = match s.access_log.as_ref().map(|v| v.get_ref().as_str()) {
         None | Some("stdout") => AccessLog::Stdout,
@@ -170,7 +185,11 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
             "combined" => AccessLogFormat::Combined,
             "json" => AccessLogFormat::Json,
             other => {
-                c.err(f.span(), "server.access_log_format", format!("{other:?}: expected \"combined\" or \"json\""));
+                c.err(
+                    f.span(),
+                    "server.access_log_format",
+                    format!("{other:?}: expected \"combined\" or \"json\""),
+                );
                 AccessLogFormat::Combined
             }
         },
@@ -178,7 +197,11 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
     let workers = match &s.workers {
         None => 0,
         Some(w) => usize::try_from(*w.get_ref()).unwrap_or_else(|_| {
-            c.err(w.span(), "server.workers", "must be 0 (one per core) or a positive number");
+            c.err(
+                w.span(),
+                "server.workers",
+                "must be 0 (one per core) or a positive number",
+            );
             0
         }),
     };
@@ -189,7 +212,11 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
     };
     if let Some(v) = &s.tls_min_version {
         if !matches!(v.get_ref().as_str(), "1.2" | "1.3") {
-            c.err(v.span(), "server.tls_min_version", "expected \"1.2\" or \"1.3\"");
+            c.err(
+                v.span(),
+                "server.tls_min_version",
+                "expected \"1.2\" or \"1.3\"",
+            );
         }
     }
     let max_header_size = c
@@ -202,15 +229,30 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
     }
     Server {
         admin,
-        log_level: s.log_level.clone().unwrap_or_else(|| defaults::LOG_LEVEL.into()),
+        log_level: s
+            .log_level
+            .clone()
+            .unwrap_or_else(|| defaults::LOG_LEVEL.into()),
         access_log,
         access_log_format,
-        grace_period: c.duration(&s.grace_period, "server.grace_period", defaults::GRACE_PERIOD),
+        grace_period: c.duration(
+            &s.grace_period,
+            "server.grace_period",
+            defaults::GRACE_PERIOD,
+        ),
         workers,
         admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
         trusted_proxies: c.cidrs(&s.trusted_proxies, "server.trusted_proxies"),
-        header_read_timeout: c.duration(&s.header_read_timeout, "server.header_read_timeout", defaults::HEADER_READ_TIMEOUT),
-        idle_timeout: c.duration(&s.idle_timeout, "server.idle_timeout", defaults::IDLE_TIMEOUT),
+        header_read_timeout: c.duration(
+            &s.header_read_timeout,
+            "server.header_read_timeout",
+            defaults::HEADER_READ_TIMEOUT,
+        ),
+        idle_timeout: c.duration(
+            &s.idle_timeout,
+            "server.idle_timeout",
+            defaults::IDLE_TIMEOUT,
+        ),
         max_header_size,
     }
 }
@@ -232,7 +274,11 @@ fn check_listeners(c: &mut Checker, raw: &[Spanned<RawListener>]) -> Vec<Listene
         if l.name.get_ref().trim().is_empty() {
             c.err(l.name.span(), format!("{key}.name"), "must not be empty");
         } else if !names.insert(l.name.get_ref().clone()) {
-            c.err(l.name.span(), format!("{key}.name"), format!("duplicate listener name {:?}", l.name.get_ref()));
+            c.err(
+                l.name.span(),
+                format!("{key}.name"),
+                format!("duplicate listener name {:?}", l.name.get_ref()),
+            );
         }
         if let Some(tls) = &l.tls {
             if *tls.get_ref() {
@@ -240,12 +286,20 @@ fn check_listeners(c: &mut Checker, raw: &[Spanned<RawListener>]) -> Vec<Listene
             }
         }
         if let Some(v) = &l.tls_min_version {
-            c.not_yet(v.span(), &format!("{key}.tls_min_version"), "TLS termination");
+            c.not_yet(
+                v.span(),
+                &format!("{key}.tls_min_version"),
+                "TLS termination",
+            );
         }
         match l.bind.get_ref().trim().parse::<SocketAddr>() {
             Ok(addr) => {
                 if let Some(prev) = binds.insert(addr, i) {
-                    c.err(l.bind.span(), format!("{key}.bind"), format!("{addr} is already bound by listener[{prev}]"));
+                    c.err(
+                        l.bind.span(),
+                        format!("{key}.bind"),
+                        format!("{addr} is already bound by listener[{prev}]"),
+                    );
                 }
                 out.push(Listener {
                     name: l.name.get_ref().clone(),
@@ -255,14 +309,20 @@ fn check_listeners(c: &mut Checker, raw: &[Spanned<RawListener>]) -> Vec<Listene
             Err(_) => c.err(
                 l.bind.span(),
                 format!("{key}.bind"),
-                format!("{:?} is not an ip:port address (e.g. \"0.0.0.0:80\", \"[::]:443\")", l.bind.get_ref()),
+                format!(
+                    "{:?} is not an ip:port address (e.g. \"0.0.0.0:80\", \"[::]:443\")",
+                    l.bind.get_ref()
+                ),
             ),
         }
     }
     out
 }
 
-fn check_pools(c: &mut Checker, raw: &BTreeMap<String, Spanned<RawPool>>) -> BTreeMap<String, Pool> {
+fn check_pools(
+    c: &mut Checker,
+    raw: &BTreeMap<String, Spanned<RawPool>>,
+) -> BTreeMap<String, Pool> {
     let mut out = BTreeMap::new();
     for (name, p) in raw {
         let span = p.span();
@@ -270,42 +330,83 @@ fn check_pools(c: &mut Checker, raw: &BTreeMap<String, Spanned<RawPool>>) -> BTr
         let key = format!("pool.{name}");
         let balance = match &p.balance {
             None => Balance::RoundRobin,
-            Some(b) => match b.get_ref().as_str() {
-                "round_robin" => Balance::RoundRobin,
-                "ip_hash" => Balance::IpHash,
-                "least_conn" => Balance::LeastConn,
-                other => {
-                    c.err(
+            Some(b) => {
+                match b.get_ref().as_str() {
+                    "round_robin" => Balance::RoundRobin,
+                    "ip_hash" => Balance::IpHash,
+                    "least_conn" => Balance::LeastConn,
+                    other => {
+                        c.err(
                         b.span(),
                         format!("{key}.balance"),
                         format!("{other:?}: expected \"round_robin\", \"ip_hash\" or \"least_conn\""),
                     );
-                    Balance::RoundRobin
+                        Balance::RoundRobin
+                    }
                 }
-            },
+            }
         };
         if let Some(h) = &p.health {
             c.not_yet(h.span(), &format!("{key}.health"), "active health checks");
         }
         let servers = check_servers(c, &p.servers, &key);
         if p.servers.is_empty() {
-            c.err(span.clone(), format!("{key}.servers"), "a pool needs at least one server");
+            c.err(
+                span.clone(),
+                format!("{key}.servers"),
+                "a pool needs at least one server",
+            );
         } else if !servers.is_empty() && servers.iter().all(|s| s.backup) {
-            c.err(span.clone(), format!("{key}.servers"), "every server is a backup: at least one must not be");
+            c.err(
+                span.clone(),
+                format!("{key}.servers"),
+                "every server is a backup: at least one must not be",
+            );
         }
-        let max_idle = c.count(&p.max_idle, &format!("{key}.max_idle"), defaults::MAX_IDLE as u32, 65_536) as usize;
+        let max_idle = c.count(
+            &p.max_idle,
+            &format!("{key}.max_idle"),
+            defaults::MAX_IDLE as u32,
+            65_536,
+        ) as usize;
         out.insert(
             name.clone(),
             Pool {
                 name: name.clone(),
                 balance,
                 servers,
-                connect_timeout: c.duration(&p.connect_timeout, &format!("{key}.connect_timeout"), defaults::CONNECT_TIMEOUT),
-                response_timeout: c.duration(&p.response_timeout, &format!("{key}.response_timeout"), defaults::RESPONSE_TIMEOUT),
-                retries: c.count(&p.retries, &format!("{key}.retries"), defaults::RETRIES, 100),
-                max_fails: c.count(&p.max_fails, &format!("{key}.max_fails"), defaults::MAX_FAILS, 1_000_000),
-                fail_timeout: c.duration(&p.fail_timeout, &format!("{key}.fail_timeout"), defaults::FAIL_TIMEOUT),
-                idle_timeout: c.duration(&p.idle_timeout, &format!("{key}.idle_timeout"), defaults::UPSTREAM_IDLE_TIMEOUT),
+                connect_timeout: c.duration(
+                    &p.connect_timeout,
+                    &format!("{key}.connect_timeout"),
+                    defaults::CONNECT_TIMEOUT,
+                ),
+                response_timeout: c.duration(
+                    &p.response_timeout,
+                    &format!("{key}.response_timeout"),
+                    defaults::RESPONSE_TIMEOUT,
+                ),
+                retries: c.count(
+                    &p.retries,
+                    &format!("{key}.retries"),
+                    defaults::RETRIES,
+                    100,
+                ),
+                max_fails: c.count(
+                    &p.max_fails,
+                    &format!("{key}.max_fails"),
+                    defaults::MAX_FAILS,
+                    1_000_000,
+                ),
+                fail_timeout: c.duration(
+                    &p.fail_timeout,
+                    &format!("{key}.fail_timeout"),
+                    defaults::FAIL_TIMEOUT,
+                ),
+                idle_timeout: c.duration(
+                    &p.idle_timeout,
+                    &format!("{key}.idle_timeout"),
+                    defaults::UPSTREAM_IDLE_TIMEOUT,
+                ),
                 max_idle,
             },
         );
@@ -320,8 +421,15 @@ fn check_servers(c: &mut Checker, raw: &[Spanned<toml::Value>], pool_key: &str) 
         let (addr, weight, backup) = match v.get_ref() {
             toml::Value::String(s) => (s.clone(), defaults::WEIGHT as i64, false),
             toml::Value::Table(t) => {
-                if let Some(unknown) = t.keys().find(|k| !matches!(k.as_str(), "addr" | "weight" | "backup")) {
-                    c.err(v.span(), &key, format!("unknown key {unknown:?}; expected addr, weight, backup"));
+                if let Some(unknown) = t
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "addr" | "weight" | "backup"))
+                {
+                    c.err(
+                        v.span(),
+                        &key,
+                        format!("unknown key {unknown:?}; expected addr, weight, backup"),
+                    );
                     continue;
                 }
                 let Some(addr) = t.get("addr").and_then(|a| a.as_str()) else {
@@ -351,18 +459,30 @@ fn check_servers(c: &mut Checker, raw: &[Spanned<toml::Value>], pool_key: &str) 
                 (addr.to_string(), weight, backup)
             }
             _ => {
-                c.err(v.span(), &key, "expected \"host:port\" or { addr = \"host:port\", weight = N, backup = bool }");
+                c.err(
+                    v.span(),
+                    &key,
+                    "expected \"host:port\" or { addr = \"host:port\", weight = N, backup = bool }",
+                );
                 continue;
             }
         };
         if !(1..=defaults::MAX_WEIGHT as i64).contains(&weight) {
-            c.err(v.span(), format!("{key}.weight"), format!("must be between 1 and {}", defaults::MAX_WEIGHT));
+            c.err(
+                v.span(),
+                format!("{key}.weight"),
+                format!("must be between 1 and {}", defaults::MAX_WEIGHT),
+            );
             continue;
         }
         match parse_addr(&addr) {
             Ok(addr) => {
                 if out.iter().any(|s| s.addr == addr) {
-                    c.err(v.span(), &key, format!("{addr} is listed twice in this pool"));
+                    c.err(
+                        v.span(),
+                        &key,
+                        format!("{addr} is listed twice in this pool"),
+                    );
                     continue;
                 }
                 out.push(ServerSpec {
@@ -392,14 +512,22 @@ fn check_sites(
         let s = s.get_ref();
         let key = format!("site[{i}]");
         if s.hosts.get_ref().is_empty() {
-            c.err(s.hosts.span(), format!("{key}.hosts"), "a site needs at least one host");
+            c.err(
+                s.hosts.span(),
+                format!("{key}.hosts"),
+                "a site needs at least one host",
+            );
         }
         let mut hosts = Vec::new();
         for h in s.hosts.get_ref() {
             match parse_host(h.get_ref()) {
                 Ok(p) => {
                     if let Some(prev) = seen_hosts.insert(p.clone(), i) {
-                        c.err(h.span(), format!("{key}.hosts"), format!("{:?} is already a host of site[{prev}]", h.get_ref()));
+                        c.err(
+                            h.span(),
+                            format!("{key}.hosts"),
+                            format!("{:?} is already a host of site[{prev}]", h.get_ref()),
+                        );
                     }
                     hosts.push(p);
                 }
@@ -408,7 +536,11 @@ fn check_sites(
         }
         if s.default {
             if let Some(prev) = default_site {
-                c.err(site_span.clone(), format!("{key}.default"), format!("site[{prev}] is already the default site"));
+                c.err(
+                    site_span.clone(),
+                    format!("{key}.default"),
+                    format!("site[{prev}] is already the default site"),
+                );
             }
             default_site = Some(i);
         }
@@ -417,7 +549,11 @@ fn check_sites(
         }
         if let Some(v) = &s.redirect_https {
             if *v.get_ref() {
-                c.not_yet(v.span(), &format!("{key}.redirect_https"), "redirect_https (needs TLS)");
+                c.not_yet(
+                    v.span(),
+                    &format!("{key}.redirect_https"),
+                    "redirect_https (needs TLS)",
+                );
             }
         }
         if let Some(v) = &s.hsts {
@@ -427,7 +563,11 @@ fn check_sites(
         let site_deny = c.cidrs(&s.deny, &format!("{key}.deny"));
         let site_max_body = c.size(&s.max_body, &format!("{key}.max_body"));
         if s.routes.is_empty() {
-            c.err(site_span.clone(), format!("{key}.route"), "a site needs at least one [[site.route]]");
+            c.err(
+                site_span.clone(),
+                format!("{key}.route"),
+                "a site needs at least one [[site.route]]",
+            );
         }
         let mut paths = HashSet::new();
         let mut routes = Vec::new();
@@ -437,16 +577,28 @@ fn check_sites(
             let rkey = format!("{key}.route[{j}]");
             let path = r.path.get_ref();
             if !path.starts_with('/') {
-                c.err(r.path.span(), format!("{rkey}.path"), format!("{path:?} must start with '/'"));
+                c.err(
+                    r.path.span(),
+                    format!("{rkey}.path"),
+                    format!("{path:?} must start with '/'"),
+                );
             } else if !paths.insert(path.clone()) {
-                c.err(r.path.span(), format!("{rkey}.path"), format!("{path:?} appears twice in this site: the second would never match"));
+                c.err(
+                    r.path.span(),
+                    format!("{rkey}.path"),
+                    format!("{path:?} appears twice in this site: the second would never match"),
+                );
             }
             let status = match &r.status {
                 None => None,
                 Some(st) => match u16::try_from(*st.get_ref()) {
                     Ok(v) if (200..=599).contains(&v) => Some((v, st.span())),
                     _ => {
-                        c.err(st.span(), format!("{rkey}.status"), "must be an HTTP status between 200 and 599");
+                        c.err(
+                            st.span(),
+                            format!("{rkey}.status"),
+                            "must be an HTTP status between 200 and 599",
+                        );
                         None
                     }
                 },
@@ -454,17 +606,31 @@ fn check_sites(
             let actions = [r.pool.is_some(), r.redirect.is_some(), r.respond.is_some()];
             let action = match actions {
                 [true, false, false] => {
-                    let Some(pool) = r.pool.as_ref() else { continue };
+                    let Some(pool) = r.pool.as_ref() else {
+                        continue;
+                    };
                     if !pools.contains_key(pool.get_ref()) {
                         let known: Vec<&str> = pools.keys().map(String::as_str).collect();
                         c.err(
                             pool.span(),
                             format!("{rkey}.pool"),
-                            format!("no pool named {:?} (pools: {})", pool.get_ref(), if known.is_empty() { "none".to_string() } else { known.join(", ") }),
+                            format!(
+                                "no pool named {:?} (pools: {})",
+                                pool.get_ref(),
+                                if known.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    known.join(", ")
+                                }
+                            ),
                         );
                     }
                     if let Some((_, sp)) = &status {
-                        c.err(sp.clone(), format!("{rkey}.status"), "status applies only to redirect or respond routes");
+                        c.err(
+                            sp.clone(),
+                            format!("{rkey}.status"),
+                            "status applies only to redirect or respond routes",
+                        );
                     }
                     RouteAction::Pool {
                         pool: pool.get_ref().clone(),
@@ -472,13 +638,23 @@ fn check_sites(
                     }
                 }
                 [false, true, false] => {
-                    let Some(to) = r.redirect.as_ref() else { continue };
+                    let Some(to) = r.redirect.as_ref() else {
+                        continue;
+                    };
                     let status = status.map_or(defaults::REDIRECT_STATUS, |(s, _)| s);
                     if !matches!(status, 301 | 302 | 303 | 307 | 308) {
-                        c.err(r.status.as_ref().map_or(rspan.clone(), |s| s.span()), format!("{rkey}.status"), "a redirect status is one of 301, 302, 303, 307, 308");
+                        c.err(
+                            r.status.as_ref().map_or(rspan.clone(), |s| s.span()),
+                            format!("{rkey}.status"),
+                            "a redirect status is one of 301, 302, 303, 307, 308",
+                        );
                     }
                     if to.get_ref().is_empty() || http_header_unsafe(to.get_ref()) {
-                        c.err(to.span(), format!("{rkey}.redirect"), "must be a non-empty URL without control characters");
+                        c.err(
+                            to.span(),
+                            format!("{rkey}.redirect"),
+                            "must be a non-empty URL without control characters",
+                        );
                     }
                     RouteAction::Redirect {
                         location: to.get_ref().clone(),
@@ -490,12 +666,20 @@ fn check_sites(
                     status: status.map_or(defaults::RESPOND_STATUS, |(s, _)| s),
                 },
                 _ => {
-                    c.err(rspan.clone(), &rkey, "a route needs exactly one of pool, redirect or respond");
+                    c.err(
+                        rspan.clone(),
+                        &rkey,
+                        "a route needs exactly one of pool, redirect or respond",
+                    );
                     continue;
                 }
             };
             if r.strip_prefix && !matches!(action, RouteAction::Pool { .. }) {
-                c.err(rspan.clone(), format!("{rkey}.strip_prefix"), "strip_prefix applies only to pool routes");
+                c.err(
+                    rspan.clone(),
+                    format!("{rkey}.strip_prefix"),
+                    "strip_prefix applies only to pool routes",
+                );
             }
             let route_max_body = c.size(&r.max_body, &format!("{rkey}.max_body"));
             routes.push(Route {
@@ -571,22 +755,65 @@ servers = ["127.0.0.1:9001", { addr = "127.0.0.1:9002", weight = 3 }, { addr = "
     #[test]
     fn broken_configs_are_rejected_with_line_and_key() {
         let cases: &[(&str, &str, &str, usize, &str)] = &[
-            ("unknown pool", "pool = \"web\"", "pool = \"api\"", 10, "no pool named \"api\""),
-            ("bad bind", "bind = \"127.0.0.1:8080\"", "bind = \"localhost\"", 4, "listener[0].bind"),
-            ("bad balance", "[pool.web]", "[pool.web]\nbalance = \"random\"", 13, "pool.web.balance"),
-            ("bad duration", "[pool.web]", "[pool.web]\nconnect_timeout = \"3\"", 13, "connect_timeout"),
-            ("bad host", "\"example.com\",", "\"exa mple.com\",", 7, "not a host name"),
+            (
+                "unknown pool",
+                "pool = \"web\"",
+                "pool = \"api\"",
+                10,
+                "no pool named \"api\"",
+            ),
+            (
+                "bad bind",
+                "bind = \"127.0.0.1:8080\"",
+                "bind = \"localhost\"",
+                4,
+                "listener[0].bind",
+            ),
+            (
+                "bad balance",
+                "[pool.web]",
+                "[pool.web]\nbalance = \"random\"",
+                13,
+                "pool.web.balance",
+            ),
+            (
+                "bad duration",
+                "[pool.web]",
+                "[pool.web]\nconnect_timeout = \"3\"",
+                13,
+                "connect_timeout",
+            ),
+            (
+                "bad host",
+                "\"example.com\",",
+                "\"exa mple.com\",",
+                7,
+                "not a host name",
+            ),
             ("zero weight", "weight = 3", "weight = 0", 13, "weight"),
-            ("unknown key", "[pool.web]", "[pool.web]\nbalanse = 1", 13, "unknown field"),
+            (
+                "unknown key",
+                "[pool.web]",
+                "[pool.web]\nbalanse = 1",
+                13,
+                "unknown field",
+            ),
             ("syntax", "[pool.web]", "[pool.web", 12, ""),
-            ("bad cidr", "[[site]]", "[[site]]\nallow = [\"10.0.0.0/33\"]", 7, "not a CIDR"),
+            (
+                "bad cidr",
+                "[[site]]",
+                "[[site]]\nallow = [\"10.0.0.0/33\"]",
+                7,
+                "not a CIDR",
+            ),
         ];
         for (name, from, to, line, words) in cases {
             let src = OK.replacen(from, to, 1);
             let errs = errors(&src);
             assert!(!errs.is_empty(), "{name}: accepted");
             assert!(
-                errs.iter().any(|e| e.starts_with(&format!("{line}:")) && e.contains(words)),
+                errs.iter()
+                    .any(|e| e.starts_with(&format!("{line}:")) && e.contains(words)),
                 "{name}: wanted line {line} with {words:?}, got {errs:?}"
             );
         }
@@ -594,28 +821,43 @@ servers = ["127.0.0.1:9001", { addr = "127.0.0.1:9002", weight = 3 }, { addr = "
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let src = OK.replace("pool = \"web\"", "pool = \"nope\"").replace("127.0.0.1:8080", "nowhere");
+        let src = OK
+            .replace("pool = \"web\"", "pool = \"nope\"")
+            .replace("127.0.0.1:8080", "nowhere");
         assert_eq!(errors(&src).len(), 2, "{:?}", errors(&src));
     }
 
     #[test]
     fn duplicates_and_empty_pools_are_rejected() {
-        let dup_listener = format!("{OK}\n[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:8080\"\n");
+        let dup_listener =
+            format!("{OK}\n[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:8080\"\n");
         let e = errors(&dup_listener);
-        assert!(e.iter().any(|e| e.contains("duplicate listener name")), "{e:?}");
+        assert!(
+            e.iter().any(|e| e.contains("duplicate listener name")),
+            "{e:?}"
+        );
         assert!(e.iter().any(|e| e.contains("already bound")), "{e:?}");
 
-        let dup_route = OK.replace("pool = \"web\"", "pool = \"web\"\n  [[site.route]]\n  path = \"/\"\n  respond = \"x\"");
-        assert!(errors(&dup_route).iter().any(|e| e.contains("appears twice")));
+        let dup_route = OK.replace(
+            "pool = \"web\"",
+            "pool = \"web\"\n  [[site.route]]\n  path = \"/\"\n  respond = \"x\"",
+        );
+        assert!(errors(&dup_route)
+            .iter()
+            .any(|e| e.contains("appears twice")));
 
         let empty = OK.replace(
             "servers = [\"127.0.0.1:9001\", { addr = \"127.0.0.1:9002\", weight = 3 }, { addr = \"127.0.0.1:9003\", backup = true }]",
             "servers = []",
         );
-        assert!(errors(&empty).iter().any(|e| e.contains("at least one server")));
+        assert!(errors(&empty)
+            .iter()
+            .any(|e| e.contains("at least one server")));
 
         let dup_host = format!("{OK}\n[[site]]\nhosts = [\"EXAMPLE.com\"]\n  [[site.route]]\n  path = \"/\"\n  respond = \"x\"\n");
-        assert!(errors(&dup_host).iter().any(|e| e.contains("already a host of site[0]")));
+        assert!(errors(&dup_host)
+            .iter()
+            .any(|e| e.contains("already a host of site[0]")));
     }
 
     #[test]
@@ -623,6 +865,8 @@ servers = ["127.0.0.1:9001", { addr = "127.0.0.1:9002", weight = 3 }, { addr = "
         let two = OK.replace("pool = \"web\"", "pool = \"web\"\n  respond = \"x\"");
         assert!(errors(&two).iter().any(|e| e.contains("exactly one of")));
         let bad_redirect = OK.replace("pool = \"web\"", "redirect = \"/x\"\n  status = 200");
-        assert!(errors(&bad_redirect).iter().any(|e| e.contains("redirect status")));
+        assert!(errors(&bad_redirect)
+            .iter()
+            .any(|e| e.contains("redirect status")));
     }
 }

@@ -26,7 +26,10 @@ pub enum ProxyError {
     Connect { addr: SocketAddr, reason: String },
     /// The server sent no valid response (closed early, malformed head) after the request was sent.
     #[error("bad response from {addr}: {source}")]
-    Upstream { addr: SocketAddr, source: hyper::Error },
+    Upstream {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
     /// The server did not send a response head within response_timeout.
     #[error("{addr} sent no response within the response timeout")]
     Timeout { addr: SocketAddr },
@@ -47,7 +50,13 @@ impl ProxyError {
     }
 
     pub fn into_response(self) -> Response<ResponseBody> {
-        status_response(self.status())
+        let mut resp = status_response(self.status());
+        if matches!(self, ProxyError::BadRequest(_)) {
+            // After a malformed or ambiguous request the byte stream cannot be trusted: close it.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 
@@ -59,7 +68,9 @@ pub fn status_response(status: StatusCode) -> Response<ResponseBody> {
     };
     let mut resp = Response::new(ResponseBody::full(text.into()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }

@@ -34,7 +34,10 @@ pub struct Forward<'a> {
     pub peer_trusted: bool,
 }
 
-pub async fn forward(f: Forward<'_>, mut req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+pub async fn forward(
+    f: Forward<'_>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let pool = f.pool;
     if let Some(limit) = f.max_body {
         if content_length(&req).is_some_and(|n| n > limit) {
@@ -50,7 +53,10 @@ pub async fn forward(f: Forward<'_>, mut req: Request<Incoming>) -> Result<Respo
         Some(h) => Some(h.clone()),
         None => {
             // h2 carries the host in :authority; an HTTP/1.1 upstream needs it as Host.
-            let from_authority = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+            let from_authority = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
             if let Some(h) = &from_authority {
                 parts.headers.insert(header::HOST, h.clone());
             }
@@ -71,7 +77,11 @@ pub async fn forward(f: Forward<'_>, mut req: Request<Incoming>) -> Result<Respo
     let mut req = Request::from_parts(parts, RequestBody::new(body, f.max_body));
 
     // Pick, connect, send; on a failed connect try the next server.
-    let key = if pool.wants_key() { key_for_ip(f.client_ip) } else { 0 };
+    let key = if pool.wants_key() {
+        key_for_ip(f.client_ip)
+    } else {
+        0
+    };
     let mut tried = Tried::default();
     let mut last_error: Option<ProxyError> = None;
     loop {
@@ -85,20 +95,33 @@ pub async fn forward(f: Forward<'_>, mut req: Request<Incoming>) -> Result<Respo
         match attempt(pool, up, req, upgrade).await {
             Attempt::Sent(resp, sender) => {
                 up.state.record_success();
-                return Ok(respond(pool, up, resp, sender, in_flight, client_upgrade, f.conn));
+                return Ok(respond(
+                    pool,
+                    up,
+                    resp,
+                    sender,
+                    in_flight,
+                    client_upgrade,
+                    f.conn,
+                ));
             }
             Attempt::NotSent(back, err) => {
-                let took_out = up.state.record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms);
+                let took_out =
+                    up.state
+                        .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms);
                 tracing::warn!(pool = %pool.name, server = %up.addr, error = %err, taken_out = took_out, "server unreachable, trying another");
                 req = back;
                 last_error = Some(err);
                 if tried.len() > pool.retries as usize {
-                    return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone())));
+                    return Err(
+                        last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone()))
+                    );
                 }
             }
             Attempt::Failed(err) => {
                 if matches!(err, ProxyError::Timeout { .. }) {
-                    up.state.record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms);
+                    up.state
+                        .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms);
                 }
                 return Err(err);
             }
@@ -116,7 +139,12 @@ enum Attempt {
 }
 
 /// One server: idle pooled connections first (skipping ones found closed), then a new connection.
-async fn attempt(pool: &PoolRt, up: &Upstream, mut req: Request<RequestBody>, upgrade: bool) -> Attempt {
+async fn attempt(
+    pool: &PoolRt,
+    up: &Upstream,
+    mut req: Request<RequestBody>,
+    upgrade: bool,
+) -> Attempt {
     if !upgrade {
         while let Some(sender) = up.conns.checkout(pool.idle_timeout) {
             match send(pool, up, sender, req).await {
@@ -137,7 +165,12 @@ async fn attempt(pool: &PoolRt, up: &Upstream, mut req: Request<RequestBody>, up
     }
 }
 
-async fn send(pool: &PoolRt, up: &Upstream, mut sender: SendRequest<RequestBody>, req: Request<RequestBody>) -> Attempt {
+async fn send(
+    pool: &PoolRt,
+    up: &Upstream,
+    mut sender: SendRequest<RequestBody>,
+    req: Request<RequestBody>,
+) -> Attempt {
     match tokio::time::timeout(pool.response_timeout, sender.try_send_request(req)).await {
         Err(_) => Attempt::Failed(ProxyError::Timeout { addr: up.addr }),
         Ok(Ok(resp)) => Attempt::Sent(resp, sender),
@@ -154,7 +187,10 @@ async fn send(pool: &PoolRt, up: &Upstream, mut sender: SendRequest<RequestBody>
                 if is_body_too_large(&source) {
                     return Attempt::Failed(ProxyError::BodyTooLarge);
                 }
-                Attempt::Failed(ProxyError::Upstream { addr: up.addr, source })
+                Attempt::Failed(ProxyError::Upstream {
+                    addr: up.addr,
+                    source,
+                })
             }
         },
     }
@@ -176,7 +212,12 @@ fn respond(
     if let Some(client_upgrade) = client_upgrade {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            upgrade::bridge(client_upgrade, upstream_upgrade, in_flight, conn.tracker.open());
+            upgrade::bridge(
+                client_upgrade,
+                upstream_upgrade,
+                in_flight,
+                conn.tracker.open(),
+            );
             let (mut parts, _) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers, true);
             return Response::from_parts(parts, ResponseBody::empty());
@@ -189,7 +230,10 @@ fn respond(
         pool: up.conns.clone(),
         max_idle: pool.max_idle,
     });
-    Response::from_parts(parts, ResponseBody::upstream(body, UpstreamHold { in_flight, lease }))
+    Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, UpstreamHold { in_flight, lease }),
+    )
 }
 
 /// The origin-form target for the upstream, with the route prefix removed when asked.
@@ -199,7 +243,10 @@ fn upstream_target(uri: &Uri, strip: Option<&str>) -> Result<Uri, ProxyError> {
         if uri.scheme().is_none() && uri.authority().is_none() {
             return Ok(uri.clone());
         }
-        return Ok(uri.path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from));
+        return Ok(uri
+            .path_and_query()
+            .cloned()
+            .map_or_else(|| Uri::from_static("/"), Uri::from));
     };
     let rest = pq.strip_prefix(prefix).unwrap_or(pq);
     let target = if rest.starts_with('/') {
@@ -207,7 +254,9 @@ fn upstream_target(uri: &Uri, strip: Option<&str>) -> Result<Uri, ProxyError> {
     } else {
         format!("/{rest}")
     };
-    target.parse().map_err(|_| ProxyError::BadRequest("request target"))
+    target
+        .parse()
+        .map_err(|_| ProxyError::BadRequest("request target"))
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
@@ -244,7 +293,11 @@ mod tests {
         ];
         for (input, strip, want) in cases {
             let uri: Uri = input.parse().unwrap();
-            assert_eq!(upstream_target(&uri, strip).unwrap().to_string(), want, "{input}");
+            assert_eq!(
+                upstream_target(&uri, strip).unwrap().to_string(),
+                want,
+                "{input}"
+            );
         }
     }
 }

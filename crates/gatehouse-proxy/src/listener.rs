@@ -77,7 +77,8 @@ impl ConnInfo {
         let ip = gatehouse_config::canonical(peer.ip());
         ConnInfo {
             peer: SocketAddr::new(ip, peer.port()),
-            peer_value: HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
+            peer_value: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
             proto,
             tracker,
             active: AtomicU32::new(0),
@@ -127,7 +128,11 @@ pub struct ListenerContext {
 }
 
 /// Accepts until `stop` turns true (listener removed by a reload, or shutdown).
-pub async fn accept_loop(listener: TcpListener, ctx: Arc<ListenerContext>, mut stop: watch::Receiver<bool>) {
+pub async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ListenerContext>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             biased;

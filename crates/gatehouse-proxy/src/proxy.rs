@@ -73,7 +73,8 @@ impl Proxy {
             reload_lock: Mutex::new(()),
         });
         let config = proxy.snapshot.load().config.clone();
-        let opened = proxy.open_listeners(config.listeners.iter().map(|l| (l.bind, l.name.clone())))?;
+        let opened =
+            proxy.open_listeners(config.listeners.iter().map(|l| (l.bind, l.name.clone())))?;
         let mut map = proxy.lock_listeners();
         for (addr, bound) in opened {
             tracing::info!(listener = %bound.name, addr = %bound.local, "listening");
@@ -88,9 +89,16 @@ impl Proxy {
     /// On error nothing has changed and the old config keeps serving.
     pub fn reload(&self, config: Config) -> std::io::Result<ReloadReport> {
         let _serial = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let wanted: BTreeMap<SocketAddr, String> = config.listeners.iter().map(|l| (l.bind, l.name.clone())).collect();
+        let wanted: BTreeMap<SocketAddr, String> = config
+            .listeners
+            .iter()
+            .map(|l| (l.bind, l.name.clone()))
+            .collect();
         let existing: Vec<SocketAddr> = self.lock_listeners().keys().copied().collect();
-        let to_open = wanted.iter().filter(|(a, _)| !existing.contains(a)).map(|(a, n)| (*a, n.clone()));
+        let to_open = wanted
+            .iter()
+            .filter(|(a, _)| !existing.contains(a))
+            .map(|(a, n)| (*a, n.clone()));
         let opened = self.open_listeners(to_open)?;
 
         let generation = self.generation.fetch_add(1, Relaxed) + 1;
@@ -107,7 +115,11 @@ impl Proxy {
             report.listeners_added.push(addr);
             map.insert(addr, bound);
         }
-        let removed: Vec<SocketAddr> = map.keys().filter(|a| !wanted.contains_key(a)).copied().collect();
+        let removed: Vec<SocketAddr> = map
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
         for addr in removed {
             if let Some(bound) = map.remove(&addr) {
                 tracing::info!(listener = %bound.name, addr = %bound.local, "listener closed");
@@ -148,7 +160,10 @@ impl Proxy {
 
     /// Open listeners: (name, actual local address).
     pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
-        self.lock_listeners().values().map(|b| (b.name.clone(), b.local)).collect()
+        self.lock_listeners()
+            .values()
+            .map(|b| (b.name.clone(), b.local))
+            .collect()
     }
 
     /// Open client connections and tunnels.
@@ -161,11 +176,18 @@ impl Proxy {
     }
 
     /// Binds all of `wanted` or none: sockets opened before a failing one are closed again.
-    fn open_listeners(&self, wanted: impl Iterator<Item = (SocketAddr, String)>) -> std::io::Result<Vec<(SocketAddr, Bound)>> {
+    fn open_listeners(
+        &self,
+        wanted: impl Iterator<Item = (SocketAddr, String)>,
+    ) -> std::io::Result<Vec<(SocketAddr, Bound)>> {
         let mut sockets = Vec::new();
         for (addr, name) in wanted {
-            let std_listener = listener::bind(addr)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("listener {name:?}: cannot bind {addr}: {e}")))?;
+            let std_listener = listener::bind(addr).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("listener {name:?}: cannot bind {addr}: {e}"),
+                )
+            })?;
             sockets.push((addr, name, std_listener));
         }
         let mut out = Vec::new();

@@ -14,7 +14,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Serves one request on the snapshot current at its start. Never fails: every error becomes a response.
-pub async fn handle(snap: Arc<Snapshot>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ResponseBody> {
+pub async fn handle(
+    snap: Arc<Snapshot>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let active = ActiveRequest::new(conn.clone());
     let method = req.method().clone();
     let mut resp = match route_request(&snap, &conn, req).await {
@@ -34,16 +38,24 @@ pub async fn handle(snap: Arc<Snapshot>, conn: Arc<ConnInfo>, req: Request<Incom
 }
 
 /// The steps of a request, each with its failure exit (see docs/architecture.md).
-async fn route_request(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+async fn route_request(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
     // 1. Host: from the request target (h2 :authority, absolute-form) or the Host header; case and port ignored.
     let host = request_host(&req)?;
     // 2. Site by host (exact, wildcard, default) → 404 when none.
     let site = snap.sites.lookup(&host).ok_or(ProxyError::NoRoute)?;
     // 3. Route by longest path prefix → 404 when none.
-    let (prefix, route) = site.paths.lookup(req.uri().path()).ok_or(ProxyError::NoRoute)?;
+    let (prefix, route) = site
+        .paths
+        .lookup(req.uri().path())
+        .ok_or(ProxyError::NoRoute)?;
     // 4. Client address, believing X-Forwarded-For only from trusted proxies; allow/deny → 403.
     let peer_ip = conn.peer.ip();
-    let peer_trusted = !snap.trusted_proxies.is_empty() && is_trusted(&snap.trusted_proxies, peer_ip);
+    let peer_trusted =
+        !snap.trusted_proxies.is_empty() && is_trusted(&snap.trusted_proxies, peer_ip);
     let client = client_ip(&snap.trusted_proxies, peer_ip, peer_trusted, req.headers());
     if let Some(rules) = &route.access {
         if !rules.permits(client) {
@@ -55,13 +67,16 @@ async fn route_request(snap: &Snapshot, conn: &ConnInfo, req: Request<Incoming>)
         ActionRt::Respond { body, status } => {
             let mut resp = Response::new(ResponseBody::full(body.clone()));
             *resp.status_mut() = *status;
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             Ok(resp)
         }
         ActionRt::Redirect { location, status } => {
             let mut resp = status_response(*status);
-            resp.headers_mut().insert(header::LOCATION, location.clone());
+            resp.headers_mut()
+                .insert(header::LOCATION, location.clone());
             Ok(resp)
         }
         ActionRt::Pool { pool, strip_prefix } => {
@@ -90,8 +105,9 @@ fn request_host(req: &Request<Incoming>) -> Result<Cow<'_, str>, ProxyError> {
             .map(normalize_host)
             .map_err(|_| ProxyError::BadRequest("Host is not valid text")),
         (Some(_), Some(_)) => Err(ProxyError::BadRequest("more than one Host header")),
-        (None, _) if req.version() == Version::HTTP_11 => Err(ProxyError::BadRequest("HTTP/1.1 request without Host")),
+        (None, _) if req.version() == Version::HTTP_11 => {
+            Err(ProxyError::BadRequest("HTTP/1.1 request without Host"))
+        }
         (None, _) => Ok(Cow::Borrowed("")),
     }
 }
-

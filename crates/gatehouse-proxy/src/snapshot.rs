@@ -47,9 +47,18 @@ pub struct RouteRt {
 
 #[derive(Debug)]
 pub enum ActionRt {
-    Pool { pool: Arc<PoolRt>, strip_prefix: bool },
-    Redirect { location: HeaderValue, status: StatusCode },
-    Respond { body: Bytes, status: StatusCode },
+    Pool {
+        pool: Arc<PoolRt>,
+        strip_prefix: bool,
+    },
+    Redirect {
+        location: HeaderValue,
+        status: StatusCode,
+    },
+    Respond {
+        body: Bytes,
+        status: StatusCode,
+    },
 }
 
 /// A pool ready for requests: its balancer and its servers' shared state.

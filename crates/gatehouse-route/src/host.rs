@@ -114,7 +114,7 @@ mod tests {
             ("example.com", "exact"),
             ("www.example.com", "exact"),
             ("a.example.org", "wild"),
-            ("example.org", "fallback"),   // a wildcard needs one more label
+            ("example.org", "fallback"), // a wildcard needs one more label
             ("a.b.example.org", "fallback"), // ... exactly one
             ("unknown.test", "fallback"),
             ("", "fallback"),

@@ -8,8 +8,11 @@ pub struct PathTable<T> {
 
 impl<T> PathTable<T> {
     pub fn new(routes: impl IntoIterator<Item = (String, T)>) -> Self {
-        let mut routes: Vec<(Box<str>, T)> = routes.into_iter().map(|(p, t)| (p.into_boxed_str(), t)).collect();
-        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        let mut routes: Vec<(Box<str>, T)> = routes
+            .into_iter()
+            .map(|(p, t)| (p.into_boxed_str(), t))
+            .collect();
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         PathTable { routes }
     }
 

@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about = "HTTP reverse proxy and load balancer")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "HTTP reverse proxy and load balancer"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

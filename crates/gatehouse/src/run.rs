@@ -93,7 +93,9 @@ pub fn reload(path: &Path, proxy: &Proxy) {
                 listeners_removed = r.listeners_removed.len(),
                 "config reloaded"
             ),
-            Err(e) => tracing::error!(error = %e, "reload failed; the previous config keeps serving"),
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed; the previous config keeps serving")
+            }
         },
         Err(e) => tracing::error!("reload rejected; the previous config keeps serving:\n{e}"),
     }

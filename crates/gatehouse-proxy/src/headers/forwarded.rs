@@ -21,13 +21,22 @@ pub fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
 }
 
 /// The client's address: the peer's, unless the peer is a trusted proxy vouching for someone else.
-pub fn client_ip(trusted: &[IpNet], peer: IpAddr, peer_trusted: bool, headers: &HeaderMap) -> IpAddr {
+pub fn client_ip(
+    trusted: &[IpNet],
+    peer: IpAddr,
+    peer_trusted: bool,
+    headers: &HeaderMap,
+) -> IpAddr {
     if !peer_trusted {
         return peer;
     }
     let mut client = peer;
     // Walk right to left over every X-Forwarded-For line; stop at the first address we do not trust.
-    let values: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+    let values: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
         match hop.trim().parse::<IpAddr>() {
             Ok(ip) => {
@@ -54,7 +63,11 @@ pub struct Forwarded<'a> {
 }
 
 /// Sets the forwarded headers on a request going upstream. `host` is the request's Host, if any.
-pub fn set_forwarded_headers(headers: &mut HeaderMap, f: &Forwarded<'_>, host: Option<HeaderValue>) {
+pub fn set_forwarded_headers(
+    headers: &mut HeaderMap,
+    f: &Forwarded<'_>,
+    host: Option<HeaderValue>,
+) {
     let prior_xff = if f.peer_trusted {
         headers
             .get_all(&X_FORWARDED_FOR)
@@ -68,8 +81,11 @@ pub fn set_forwarded_headers(headers: &mut HeaderMap, f: &Forwarded<'_>, host: O
         None
     };
     let xff = match prior_xff {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", f.peer_value.to_str().unwrap_or_default()))
-            .unwrap_or_else(|_| f.peer_value.clone()),
+        Some(prior) => HeaderValue::from_str(&format!(
+            "{prior}, {}",
+            f.peer_value.to_str().unwrap_or_default()
+        ))
+        .unwrap_or_else(|_| f.peer_value.clone()),
         None => f.peer_value.clone(),
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
@@ -117,17 +133,30 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client_whatever_it_claims() {
         let t = nets(&["10.0.0.0/8"]);
-        assert_eq!(client_ip(&t, ip("203.0.113.9"), false, &xff("1.2.3.4")), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(&t, ip("203.0.113.9"), false, &xff("1.2.3.4")),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
     fn trusted_chain_is_walked_from_the_right() {
         let t = nets(&["10.0.0.0/8"]);
         let peer = ip("10.0.0.1");
-        assert_eq!(client_ip(&t, peer, true, &xff("6.6.6.6, 1.2.3.4, 10.1.1.1")), ip("1.2.3.4"));
-        assert_eq!(client_ip(&t, peer, true, &xff("10.2.2.2")), ip("10.2.2.2"), "all trusted: left-most");
+        assert_eq!(
+            client_ip(&t, peer, true, &xff("6.6.6.6, 1.2.3.4, 10.1.1.1")),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_ip(&t, peer, true, &xff("10.2.2.2")),
+            ip("10.2.2.2"),
+            "all trusted: left-most"
+        );
         assert_eq!(client_ip(&t, peer, true, &HeaderMap::new()), peer);
-        assert_eq!(client_ip(&t, peer, true, &xff("garbage, 1.2.3.4")), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(&t, peer, true, &xff("garbage, 1.2.3.4")),
+            ip("1.2.3.4")
+        );
     }
 
     #[test]

@@ -19,7 +19,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if headers.contains_key(header::CONNECTION) {
         // Collect first: the names point into the map we are about to edit. Rare (most h1.1 clients send no
         // Connection header), so the small allocation stays off the common path.
-        let named: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        let named: Vec<HeaderValue> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
         headers.remove(header::CONNECTION);
         for value in &named {
             let Ok(list) = value.to_str() else { continue };
@@ -47,7 +51,10 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 #[cfg(test)]
@@ -84,7 +91,11 @@ mod tests {
 
     #[test]
     fn upgrade_keeps_upgrade_and_connection_upgrade() {
-        let mut h = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket"), ("keep-alive", "1")]);
+        let mut h = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("keep-alive", "1"),
+        ]);
         assert!(is_upgrade_request(&h));
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h["connection"], "upgrade");

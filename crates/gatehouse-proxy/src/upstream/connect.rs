@@ -20,12 +20,18 @@ pub enum ConnectError {
 
 /// Connects to `addr`. With `upgrades`, the connection may be taken over by a protocol upgrade (WebSocket)
 /// and must not be pooled.
-pub async fn connect(addr: SocketAddr, timeout: Duration, upgrades: bool) -> Result<SendRequest<RequestBody>, ConnectError> {
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    upgrades: bool,
+) -> Result<SendRequest<RequestBody>, ConnectError> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))??;
     stream.set_nodelay(true)?;
-    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
     if upgrades {
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs Gatehouse's whole test suite on a fresh Debian machine with Rust:
+# installs what the tests need when it is missing, builds the binary the end-to-end tests start, runs cargo test.
+# Usage: tests/run.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests (or the benchmark smoke run) use, as command:package.
+needed=(nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client)
+missing=()
+for pair in "${needed[@]}"; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# The end-to-end tests (tests/) start the real binary from target/debug.
+cargo build -p gatehouse
+cargo test --workspace "$@"

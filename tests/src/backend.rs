@@ -1,0 +1,271 @@
+//! Real HTTP backends for the tests, each on its own 127.0.0.1 port.
+//!
+//! Paths: `/slow/MS` answers after MS milliseconds; `/bytes/N` streams N bytes; `/count` reads the request body
+//! and answers its length; `/ws` is a WebSocket echo; `/status/CODE` answers CODE; `/hop` answers with
+//! hop-by-hop headers of its own; anything else answers the backend's name. Every answer carries
+//! `x-backend: NAME`, and every request is recorded in [`Backend::seen`].
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role};
+
+/// One request as the backend received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+}
+
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: JoinHandle<()>,
+    kill: tokio::sync::watch::Sender<bool>,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let name_arc: Arc<str> = name.into();
+        let (kill, killed) = tokio::sync::watch::channel(false);
+        let task = {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (seen, name, mut killed) = (seen.clone(), name_arc.clone(), killed.clone());
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req| handle(req, name.clone(), seen.clone()));
+                        let builder =
+                            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = killed.changed() => {} // dropping the connection closes its socket
+                        }
+                    });
+                }
+            })
+        };
+        Backend {
+            name: name.to_string(),
+            addr,
+            seen,
+            task,
+            kill,
+        }
+    }
+
+    /// Requests received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("seen").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().expect("seen").len()
+    }
+
+    /// Dies like a crashed server: the port refuses connections and open connections are closed.
+    pub fn stop(&self) {
+        self.task.abort();
+        let _ = self.kill.send(true);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(s: impl Into<Bytes>) -> BoxBody {
+    http_body_util::Full::new(s.into()).boxed()
+}
+
+async fn handle(
+    mut req: Request<Incoming>,
+    name: Arc<str>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<BoxBody>, Infallible> {
+    seen.lock().expect("seen").push(Seen {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        headers: req.headers().clone(),
+    });
+    let path = req.uri().path().to_string();
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let (first, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut resp = match first {
+        "slow" => {
+            tokio::time::sleep(Duration::from_millis(arg.parse().unwrap_or(1000))).await;
+            Response::new(full(name.to_string()))
+        }
+        "bytes" => Response::new(Repeat::new(arg.parse().unwrap_or(0)).boxed()),
+        "count" => {
+            let mut n: u64 = 0;
+            let mut body = req.into_body();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                    Err(_) => break,
+                }
+            }
+            Response::new(full(n.to_string()))
+        }
+        "status" => {
+            let mut r = Response::new(full(name.to_string()));
+            *r.status_mut() =
+                StatusCode::from_u16(arg.parse().unwrap_or(200)).unwrap_or(StatusCode::OK);
+            r
+        }
+        "hop" => {
+            let mut r = Response::new(full(name.to_string()));
+            r.headers_mut()
+                .insert("connection", "x-resp-hop".parse().expect("hv"));
+            r.headers_mut()
+                .insert("x-resp-hop", "1".parse().expect("hv"));
+            r.headers_mut()
+                .insert("keep-alive", "timeout=5".parse().expect("hv"));
+            r.headers_mut()
+                .insert("x-resp-kept", "1".parse().expect("hv"));
+            r
+        }
+        "ws" => return Ok(websocket_echo(&mut req)),
+        _ => Response::new(full(name.to_string())),
+    };
+    resp.headers_mut()
+        .insert("x-backend", name.parse().expect("name"));
+    Ok(resp)
+}
+
+/// Answers a WebSocket handshake with 101 and echoes every message prefixed with nothing.
+fn websocket_echo(req: &mut Request<Incoming>) -> Response<BoxBody> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        let mut r = Response::new(full("not a websocket request"));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert("connection", "upgrade".parse().expect("hv"));
+    h.insert("upgrade", "websocket".parse().expect("hv"));
+    h.insert(
+        "sec-websocket-accept",
+        derive_accept_key(key.as_bytes()).parse().expect("hv"),
+    );
+    r
+}
+
+/// A body of N bytes produced 64 KiB at a time, never held whole.
+pub struct Repeat {
+    remaining: u64,
+    chunk: Bytes,
+}
+
+impl Repeat {
+    pub fn new(n: u64) -> Self {
+        Repeat {
+            remaining: n,
+            chunk: Bytes::from(vec![b'x'; 64 * 1024]),
+        }
+    }
+}
+
+impl Body for Repeat {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(self.chunk.len() as u64) as usize;
+        self.remaining -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// A TCP server that answers every connection with bytes that are not HTTP, then closes.
+pub async fn garbage_backend() -> (SocketAddr, JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"THIS IS NOT HTTP\r\n\r\n").await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// A TCP server that accepts connections and never answers.
+pub async fn silent_backend() -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, task)
+}

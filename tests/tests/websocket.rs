@@ -1,0 +1,44 @@
+//! WebSocket (HTTP/1.1 Upgrade) through the proxy, both ways.
+
+use futures_util::{SinkExt, StreamExt};
+use gatehouse_e2e::{Backend, Gatehouse};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_echo_through_the_proxy() {
+    let b = Backend::start("ws").await;
+    let g = Gatehouse::start(&format!(
+        "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n[pool.p]\nbalance = \"least_conn\"\nservers = [\"{}\"]\n",
+        b.addr
+    ));
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.addr))
+        .await
+        .expect("handshake");
+    assert_eq!(resp.status().as_u16(), 101);
+    for i in 0..20 {
+        let text = format!("hello {i}");
+        ws.send(Message::Text(text.clone().into()))
+            .await
+            .expect("send");
+        let back = ws.next().await.expect("frame").expect("message");
+        assert_eq!(back.into_text().expect("text").as_str(), text);
+    }
+    ws.send(Message::Binary(vec![0u8, 1, 2, 255].into()))
+        .await
+        .expect("send");
+    let back = ws.next().await.expect("frame").expect("message");
+    assert_eq!(back.into_data().as_ref(), &[0u8, 1, 2, 255]);
+
+    // The upgrade request reached the backend with its Upgrade headers, not stripped as hop-by-hop.
+    let seen = &b.seen()[0].headers;
+    assert_eq!(
+        seen["upgrade"].to_str().unwrap().to_ascii_lowercase(),
+        "websocket"
+    );
+    assert!(seen["connection"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("upgrade"));
+    ws.close(None).await.expect("close");
+}
