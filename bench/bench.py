@@ -459,7 +459,8 @@ def sanity_check(t, h2=True):
         out, rc = tool_output(["h2load", "-n", "20", "-c", "1", "-m", "1", f"http://127.0.0.1:{t.h2_port}/"], timeout=20)
         m = re.search(r"(\d+) succeeded", out)
         if rc != 0 or not m or int(m.group(1)) != 20:
-            raise SetupError(f"{t.name}: h2c check on 127.0.0.1:{t.h2_port} failed (rc {rc}):\n{out[-1500:]}")
+            raise SetupError(f"{t.name}: h2c check on 127.0.0.1:{t.h2_port} failed (rc {rc}); leave h2c out of "
+                             f"--scenarios to run the rest:\n{out[-1500:]}")
 
 
 # --------------------------------------------------------------------------- load tools
@@ -577,6 +578,7 @@ def run_one(target, scn, duration, smoke, tmp):
         res["peak_rss_kib"] = sum_kib(after_pids, "VmHWM")
         res["hwm_reset"] = hwm_reset
         res["nprocs"] = len(after_pids)
+        res["threads"] = sum_kib(after_pids, "Threads")  # not KiB: the same "Key: N" parser
         if not target.proc.alive():
             res["error"] = f"{target.name} died during the run (status {target.proc.popen.returncode})"
     else:
@@ -907,6 +909,7 @@ def parse_args(argv):
     ap.add_argument("--no-docs", action="store_true", help="do not update the Markdown file")
     ap.add_argument("--results-dir", default=os.path.join(HERE, "results"), help="where the raw JSON goes")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, server logs)")
+    ap.add_argument("--check-args", action="store_true", help=argparse.SUPPRESS)  # run.sh: validate, then exit
     a = ap.parse_args(argv)
     a.rounds = a.rounds if a.rounds is not None else (1 if a.smoke else 3)
     a.duration = a.duration if a.duration is not None else (1 if a.smoke else 10)
@@ -975,6 +978,8 @@ def preflight(a):
 
 def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
+    if a.check_args:
+        return 0
     try:
         preflight(a)
     except SetupError as e:
@@ -1020,7 +1025,7 @@ def main(argv=None):
                 sanity_check(t, h2="h2c" in a.scenarios)
                 log(f"bench: {DISPLAY[c]} ready on 127.0.0.1:{t.h1_port}"
                     + (f" (h2c on {t.h2_port})" if t.h2_port != t.h1_port else " (h1 + h2c)")
-                    + f", pids {t.pids()}")
+                    + f", pids {t.pids()}, threads {sum_kib(t.pids(), 'Threads')}")
                 targets.append(t)
         except SetupError as e:
             log(f"bench: error: {e}")

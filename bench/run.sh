@@ -26,14 +26,22 @@ if [[ " $* " == *" -h "* || " $* " == *" --help "* ]]; then
     exec python3 "$here/bench.py" --help
 fi
 
+# Reject bad options now, before a long install or build.
+if command -v python3 >/dev/null; then
+    python3 "$here/bench.py" --check-args "$@" || exit 2
+fi
+
 # Which contenders? (needed to decide whether to build Gatehouse / install HAProxy)
 contenders="gatehouse,nginx,haproxy"
+user_bin=""
 prev=""
 for arg in "$@"; do
     case "$arg" in
         --contenders=*) contenders="${arg#--contenders=}" ;;
+        --gatehouse-bin=*) user_bin="${arg#--gatehouse-bin=}" ;;
     esac
     if [[ "$prev" == "--contenders" ]]; then contenders="$arg"; fi
+    if [[ "$prev" == "--gatehouse-bin" ]]; then user_bin="$arg"; fi
     prev="$arg"
 done
 has() { [[ ",$contenders," == *",$1,"* ]]; }
@@ -85,7 +93,9 @@ cleanup_policy
 
 # ---------------------------------------------------------------- 2. Gatehouse
 args=("$@")
-if has gatehouse; then
+if has gatehouse && [[ -n "$user_bin" ]]; then
+    :  # --gatehouse-bin given: bench.py checks it
+elif has gatehouse; then
     if [[ -n "${GATEHOUSE_BIN:-}" ]]; then
         [[ -x "$GATEHOUSE_BIN" ]] || die "GATEHOUSE_BIN=$GATEHOUSE_BIN is not an executable file"
         bin="$GATEHOUSE_BIN"

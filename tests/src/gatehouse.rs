@@ -90,6 +90,30 @@ impl Gatehouse {
         );
     }
 
+    /// The [[listener]] block `start` appended, to keep in rewritten configs.
+    pub fn listener_block(&self) -> String {
+        format!(
+            "\n\n[[listener]]\nname = \"test\"\nbind = \"{}\"\n",
+            self.addr
+        )
+    }
+
+    /// Replaces the config file the way editors do: write a temporary file, rename it over the config.
+    pub fn write_config(&self, config: &str) {
+        let tmp = self.dir.path().join(".gatehouse.toml.tmp");
+        std::fs::write(&tmp, format!("{config}{}", self.listener_block())).expect("write tmp");
+        std::fs::rename(&tmp, &self.config_path).expect("rename");
+    }
+
+    /// Rewrites the config file in place (truncate and write), as `echo > file` does.
+    pub fn write_config_in_place(&self, config: &str) {
+        std::fs::write(
+            &self.config_path,
+            format!("{config}{}", self.listener_block()),
+        )
+        .expect("write");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

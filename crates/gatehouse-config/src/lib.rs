@@ -14,12 +14,14 @@
 //! same code, and the proxy never sees TOML.
 
 pub mod diagnostic;
+pub mod diff;
 pub mod model;
 pub mod raw;
 pub mod units;
 pub mod validate;
 
 pub use diagnostic::{ConfigError, Diagnostic};
+pub use diff::{diff, Change};
 pub use model::*;
 
 use std::path::Path;

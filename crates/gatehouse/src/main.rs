@@ -2,7 +2,9 @@
 
 mod cli;
 mod logging;
+mod reload;
 mod run;
+mod watch;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,17 +1,32 @@
-//! `gatehouse run`: load the config, start the runtime and the proxy, then follow signals.
+//! `gatehouse run`: load the config, start the runtime and the proxy, then follow signals and file edits.
 //!
-//! SIGHUP re-reads the config file (a bad file is logged and the running config kept); SIGTERM or SIGINT stop
-//! accepting and drain for `grace_period`, exit 0; a second SIGTERM/SIGINT exits at once.
+//! SIGHUP re-reads the config file; edits are noticed by [`crate::watch`] within about a second; either way a bad
+//! file is logged and the running config kept ([`crate::reload`]). SIGTERM or SIGINT stop accepting and drain
+//! for `grace_period`, then exit 0; a second SIGTERM/SIGINT exits at once.
 
+use crate::reload::{Reloader, Trigger};
 use gatehouse_proxy::Proxy;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
+/// The safety-net re-read interval, for changes no watcher reports.
+const POLL: Duration = Duration::from_secs(2);
+
 pub fn run(path: &Path) -> ExitCode {
-    let config = match gatehouse_config::load(path) {
-        Ok(c) => c,
+    let loaded = std::fs::read(path)
+        .map_err(|e| format!("{}: cannot read config: {e}", path.display()))
+        .and_then(|bytes| {
+            let text = String::from_utf8(bytes.clone())
+                .map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
+            let config = gatehouse_config::parse(&text, &path.display().to_string())
+                .map_err(|e| e.to_string())?;
+            Ok((config, bytes))
+        });
+    let (config, bytes) = match loaded {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(1);
@@ -30,10 +45,13 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(path, config))
+    let code = runtime.block_on(serve(path, config, bytes));
+    // Tunnels and connections still open after the grace period are cut here, without waiting.
+    runtime.shutdown_background();
+    code
 }
 
-async fn serve(path: &Path, config: gatehouse_config::Config) -> ExitCode {
+async fn serve(path: &Path, config: gatehouse_config::Config, bytes: Vec<u8>) -> ExitCode {
     let workers = config.server.workers;
     let proxy = match Proxy::start(config) {
         Ok(p) => p,
@@ -43,7 +61,8 @@ async fn serve(path: &Path, config: gatehouse_config::Config) -> ExitCode {
         }
     };
     tracing::info!(config = %path.display(), workers, generation = proxy.generation(), "gatehouse started");
-    match follow_signals(path, &proxy).await {
+    let reloader = Reloader::new(path.to_path_buf(), proxy.clone(), bytes);
+    match follow(path, &proxy, reloader).await {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers");
@@ -52,13 +71,29 @@ async fn serve(path: &Path, config: gatehouse_config::Config) -> ExitCode {
     }
 }
 
-async fn follow_signals(path: &Path, proxy: &Arc<Proxy>) -> std::io::Result<ExitCode> {
+async fn follow(
+    path: &Path,
+    proxy: &Arc<Proxy>,
+    mut reloader: Reloader,
+) -> std::io::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let (tx, mut file_events) = tokio::sync::mpsc::channel(1);
+    let _watcher = match crate::watch::watch_config(path, tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config folder; edits apply on SIGHUP or within {POLL:?}");
+            None
+        }
+    };
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, proxy),
+            _ = hup.recv() => reloader.check(Trigger::Signal).await,
+            Some(()) = file_events.recv() => reloader.check(Trigger::FileEvent).await,
+            _ = poll.tick() => reloader.check(Trigger::Poll).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -79,24 +114,6 @@ async fn follow_signals(path: &Path, proxy: &Arc<Proxy>) -> std::io::Result<Exit
 }
 
 fn exit_now() -> ExitCode {
-    tracing::warn!("second signal: exiting at once");
+    tracing::warn!("second signal: exiting at once, open connections cut");
     ExitCode::SUCCESS
-}
-
-/// Re-reads the config file; an invalid file leaves the running config in place.
-pub fn reload(path: &Path, proxy: &Proxy) {
-    match gatehouse_config::load(path) {
-        Ok(config) => match proxy.reload(config) {
-            Ok(r) => tracing::info!(
-                generation = r.generation,
-                listeners_added = r.listeners_added.len(),
-                listeners_removed = r.listeners_removed.len(),
-                "config reloaded"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "reload failed; the previous config keeps serving")
-            }
-        },
-        Err(e) => tracing::error!("reload rejected; the previous config keeps serving:\n{e}"),
-    }
 }

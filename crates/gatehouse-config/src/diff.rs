@@ -1,0 +1,177 @@
+//! What changed between two configs, as data: a reload logs it, tests assert on it.
+
+use crate::model::{Config, HostPattern, Site};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    ListenerAdded {
+        name: String,
+        bind: std::net::SocketAddr,
+    },
+    ListenerRemoved {
+        name: String,
+        bind: std::net::SocketAddr,
+    },
+    PoolAdded(String),
+    PoolRemoved(String),
+    PoolChanged(String),
+    /// Sites are named by their first host.
+    SiteAdded(String),
+    SiteRemoved(String),
+    SiteChanged(String),
+    /// A `[server]` setting; `restart` when it only takes effect on restart.
+    ServerSetting {
+        key: &'static str,
+        restart: bool,
+    },
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::ListenerAdded { name, bind } => write!(f, "+listener {name} ({bind})"),
+            Change::ListenerRemoved { name, bind } => write!(f, "-listener {name} ({bind})"),
+            Change::PoolAdded(p) => write!(f, "+pool {p}"),
+            Change::PoolRemoved(p) => write!(f, "-pool {p}"),
+            Change::PoolChanged(p) => write!(f, "~pool {p}"),
+            Change::SiteAdded(s) => write!(f, "+site {s}"),
+            Change::SiteRemoved(s) => write!(f, "-site {s}"),
+            Change::SiteChanged(s) => write!(f, "~site {s}"),
+            Change::ServerSetting {
+                key,
+                restart: false,
+            } => write!(f, "~server.{key}"),
+            Change::ServerSetting { key, restart: true } => {
+                write!(f, "~server.{key} (applies on restart)")
+            }
+        }
+    }
+}
+
+fn site_name(s: &Site) -> String {
+    match s.hosts.first() {
+        Some(HostPattern::Exact(h)) => h.clone(),
+        Some(HostPattern::Wildcard(suffix)) => format!("*{suffix}"),
+        None => "(no host)".into(),
+    }
+}
+
+/// The changes that turn `old` into `new`, in a stable order.
+pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
+    let mut out = Vec::new();
+    for l in &new.listeners {
+        if !old.listeners.iter().any(|o| o.bind == l.bind) {
+            out.push(Change::ListenerAdded {
+                name: l.name.clone(),
+                bind: l.bind,
+            });
+        }
+    }
+    for l in &old.listeners {
+        if !new.listeners.iter().any(|n| n.bind == l.bind) {
+            out.push(Change::ListenerRemoved {
+                name: l.name.clone(),
+                bind: l.bind,
+            });
+        }
+    }
+    for (name, pool) in &new.pools {
+        match old.pools.get(name) {
+            None => out.push(Change::PoolAdded(name.clone())),
+            Some(o) if o != pool => out.push(Change::PoolChanged(name.clone())),
+            Some(_) => {}
+        }
+    }
+    for name in old.pools.keys().filter(|n| !new.pools.contains_key(*n)) {
+        out.push(Change::PoolRemoved(name.clone()));
+    }
+    for site in &new.sites {
+        let name = site_name(site);
+        match old.sites.iter().find(|o| site_name(o) == name) {
+            None => out.push(Change::SiteAdded(name)),
+            Some(o) if o != site => out.push(Change::SiteChanged(name)),
+            Some(_) => {}
+        }
+    }
+    for site in &old.sites {
+        let name = site_name(site);
+        if !new.sites.iter().any(|n| site_name(n) == name) {
+            out.push(Change::SiteRemoved(name));
+        }
+    }
+    let (o, n) = (&old.server, &new.server);
+    let mut setting = |changed: bool, key: &'static str, restart: bool| {
+        if changed {
+            out.push(Change::ServerSetting { key, restart });
+        }
+    };
+    setting(o.workers != n.workers, "workers", true);
+    setting(o.log_level != n.log_level, "log_level", true);
+    setting(o.admin != n.admin, "admin", true);
+    setting(
+        o.trusted_proxies != n.trusted_proxies,
+        "trusted_proxies",
+        false,
+    );
+    setting(o.grace_period != n.grace_period, "grace_period", false);
+    setting(
+        o.header_read_timeout != n.header_read_timeout,
+        "header_read_timeout",
+        false,
+    );
+    setting(o.idle_timeout != n.idle_timeout, "idle_timeout", false);
+    setting(
+        o.max_header_size != n.max_header_size,
+        "max_header_size",
+        false,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse;
+
+    const BASE: &str = r#"
+[[listener]]
+name = "http"
+bind = "127.0.0.1:8080"
+[[site]]
+hosts = ["a.test"]
+  [[site.route]]
+  path = "/"
+  pool = "web"
+[pool.web]
+servers = ["127.0.0.1:9001"]
+"#;
+
+    #[test]
+    fn identical_configs_have_no_changes() {
+        let a = parse(BASE, "a").unwrap();
+        assert!(diff(&a, &a.clone()).is_empty());
+    }
+
+    #[test]
+    fn listeners_pools_sites_and_settings_are_reported() {
+        let a = parse(BASE, "a").unwrap();
+        let edited = BASE
+            .replace("127.0.0.1:8080", "127.0.0.1:8081")
+            .replace("127.0.0.1:9001", "127.0.0.1:9002")
+            + "[pool.api]\nservers = [\"127.0.0.1:9003\"]\n[server]\nworkers = 3\n[[site]]\nhosts = [\"*.b.test\"]\n  [[site.route]]\n  path = \"/\"\n  respond = \"x\"\n";
+        let b = parse(&edited, "b").unwrap();
+        let changes: Vec<String> = diff(&a, &b).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            changes,
+            [
+                "+listener http (127.0.0.1:8081)",
+                "-listener http (127.0.0.1:8080)",
+                "+pool api",
+                "~pool web",
+                "+site *.b.test",
+                "~server.workers (applies on restart)",
+            ]
+        );
+    }
+}
