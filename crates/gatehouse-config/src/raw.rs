@@ -25,7 +25,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub admin: Option<Spanned<String>>,
-    pub log_level: Option<String>,
+    pub log_level: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
     pub access_log_format: Option<Spanned<String>>,
     pub grace_period: Option<Spanned<String>>,

@@ -229,10 +229,15 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
     }
     Server {
         admin,
-        log_level: s
-            .log_level
-            .clone()
-            .unwrap_or_else(|| defaults::LOG_LEVEL.into()),
+        log_level: match &s.log_level {
+            None => defaults::LOG_LEVEL.into(),
+            Some(l) => {
+                if let Err(e) = check_log_level(l.get_ref()) {
+                    c.err(l.span(), "server.log_level", e);
+                }
+                l.get_ref().clone()
+            }
+        },
         access_log,
         access_log_format,
         grace_period: c.duration(
@@ -703,6 +708,24 @@ fn check_sites(
     out
 }
 
+/// A level ("info") or tracing directives ("warn,gatehouse_proxy=debug"): every level named must exist.
+fn check_log_level(s: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive
+            .rsplit('=')
+            .next()
+            .unwrap_or(directive)
+            .to_ascii_lowercase();
+        if !LEVELS.contains(&level.as_str()) {
+            return Err(format!(
+                "{directive:?} is not a level (trace, debug, info, warn, error, off) or target=level"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn http_header_unsafe(s: &str) -> bool {
     s.bytes().any(|b| b < 0x20 || b == 0x7f)
 }
@@ -805,6 +828,13 @@ servers = ["127.0.0.1:9001", { addr = "127.0.0.1:9002", weight = 3 }, { addr = "
                 "[[site]]\nallow = [\"10.0.0.0/33\"]",
                 7,
                 "not a CIDR",
+            ),
+            (
+                "bad log level",
+                "[pool.web]",
+                "[server]\nlog_level = \"loud\"\n[pool.web]",
+                13,
+                "not a level",
             ),
         ];
         for (name, from, to, line, words) in cases {

@@ -16,7 +16,6 @@ use crate::upstream::connect::connect;
 use crate::upstream::pool::Lease;
 use crate::upstream::Upstream;
 use gatehouse_balance::{ip_hash::key_for_ip, now_ms, Tried};
-use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -26,6 +25,8 @@ use std::net::IpAddr;
 #[derive(Debug)]
 pub struct Forward<'a> {
     pub pool: &'a PoolRt,
+    /// The normalized path, when it differs from the request's.
+    pub path: Option<&'a str>,
     /// The route prefix to remove from the path, when the route says strip_prefix.
     pub strip: Option<&'a str>,
     pub max_body: Option<u64>,
@@ -63,7 +64,7 @@ pub async fn forward(
             from_authority
         }
     };
-    parts.uri = upstream_target(&parts.uri, f.strip)?;
+    parts.uri = upstream_target(&parts.uri, f.path, f.strip)?;
     remove_hop_by_hop(&mut parts.headers, upgrade);
     let fwd = Forwarded {
         peer_value: &f.conn.peer_value,
@@ -236,10 +237,14 @@ fn respond(
     )
 }
 
-/// The origin-form target for the upstream, with the route prefix removed when asked.
-fn upstream_target(uri: &Uri, strip: Option<&str>) -> Result<Uri, ProxyError> {
-    let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-    let Some(prefix) = strip else {
+/// The origin-form target for the upstream: the (normalized) path, minus the route prefix when asked, and the
+/// query unchanged.
+fn upstream_target(
+    uri: &Uri,
+    normalized: Option<&str>,
+    strip: Option<&str>,
+) -> Result<Uri, ProxyError> {
+    if normalized.is_none() && strip.is_none() {
         if uri.scheme().is_none() && uri.authority().is_none() {
             return Ok(uri.clone());
         }
@@ -247,13 +252,18 @@ fn upstream_target(uri: &Uri, strip: Option<&str>) -> Result<Uri, ProxyError> {
             .path_and_query()
             .cloned()
             .map_or_else(|| Uri::from_static("/"), Uri::from));
-    };
-    let rest = pq.strip_prefix(prefix).unwrap_or(pq);
-    let target = if rest.starts_with('/') {
-        rest.to_string()
-    } else {
-        format!("/{rest}")
-    };
+    }
+    let path = normalized.unwrap_or_else(|| uri.path());
+    let rest = strip.map_or(path, |prefix| path.strip_prefix(prefix).unwrap_or(path));
+    let mut target = String::with_capacity(rest.len() + 1 + uri.query().map_or(0, |q| q.len() + 1));
+    if !rest.starts_with('/') {
+        target.push('/');
+    }
+    target.push_str(rest);
+    if let Some(q) = uri.query() {
+        target.push('?');
+        target.push_str(q);
+    }
     target
         .parse()
         .map_err(|_| ProxyError::BadRequest("request target"))
@@ -284,20 +294,26 @@ mod tests {
     #[test]
     fn targets_are_origin_form_and_stripped() {
         let cases = [
-            ("/api/users?x=1", Some("/api/"), "/users?x=1"),
-            ("/api/", Some("/api/"), "/"),
-            ("/api", Some("/api"), "/"),
-            ("/keep/this", None, "/keep/this"),
-            ("http://example.com/abs?q", None, "/abs?q"),
-            ("http://example.com/api/x", Some("/api"), "/x"),
+            ("/api/users?x=1", None, Some("/api/"), "/users?x=1"),
+            ("/api/", None, Some("/api/"), "/"),
+            ("/api", None, Some("/api"), "/"),
+            ("/keep/this", None, None, "/keep/this"),
+            ("http://example.com/abs?q", None, None, "/abs?q"),
+            ("http://example.com/api/x", None, Some("/api"), "/x"),
+            (
+                "//api/%75sers?q=%2F",
+                Some("/api/users"),
+                Some("/api/"),
+                "/users?q=%2F",
+            ),
+            ("/a/../b?x", Some("/b"), None, "/b?x"),
         ];
-        for (input, strip, want) in cases {
+        for (input, normalized, strip, want) in cases {
             let uri: Uri = input.parse().unwrap();
-            assert_eq!(
-                upstream_target(&uri, strip).unwrap().to_string(),
-                want,
-                "{input}"
-            );
+            let got = upstream_target(&uri, normalized, strip)
+                .unwrap()
+                .to_string();
+            assert_eq!(got, want, "{input}");
         }
     }
 }

@@ -13,6 +13,7 @@
 //! [`Proxy`] owns what outlives a snapshot: listeners, per-server state and connection pools, the generation.
 
 pub mod body;
+mod client_io;
 pub mod error;
 pub mod forward;
 pub mod headers;

@@ -2,8 +2,10 @@
 //!
 //! Each listener is one accept loop; each connection one task running hyper's auto server (HTTP/1.1, and h2c
 //! by prior knowledge) with upgrades enabled. Beside hyper, a per-connection watchdog closes keep-alive
-//! connections idle for `idle_timeout` and starts a graceful close when the proxy shuts down.
+//! connections idle for `idle_timeout`, drops clients that take longer than `header_read_timeout` to send a
+//! request head (slowloris), and starts a graceful close when the proxy shuts down.
 
+use crate::client_io::ClientIo;
 use crate::service;
 use crate::Snapshot;
 use arc_swap::ArcSwap;
@@ -68,8 +70,16 @@ pub struct ConnInfo {
     /// "http" or "https", for X-Forwarded-Proto.
     pub proto: &'static str,
     pub tracker: Arc<Tracker>,
-    active: AtomicU32,
+    /// Requests in progress on this connection.
+    pub(crate) active: AtomicU32,
+    /// When the last request finished (or the connection opened).
     last_done_ms: AtomicU64,
+    /// When bytes of a not yet complete request head started to arrive; 0 = none pending.
+    pub(crate) head_started_ms: AtomicU64,
+    /// Requests started on this connection (lets the head scanner tell heads from bodies).
+    pub(crate) started: AtomicU32,
+    /// The head being served had both Content-Length and Transfer-Encoding (see client_io.rs).
+    pub(crate) ambiguous_framing: std::sync::atomic::AtomicBool,
 }
 
 impl ConnInfo {
@@ -83,6 +93,9 @@ impl ConnInfo {
             tracker,
             active: AtomicU32::new(0),
             last_done_ms: AtomicU64::new(now_ms()),
+            head_started_ms: AtomicU64::new(0),
+            started: AtomicU32::new(0),
+            ambiguous_framing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -94,6 +107,8 @@ pub struct ActiveRequest(Arc<ConnInfo>);
 impl ActiveRequest {
     pub fn new(conn: Arc<ConnInfo>) -> Self {
         conn.active.fetch_add(1, Relaxed);
+        conn.started.fetch_add(1, Relaxed);
+        conn.head_started_ms.store(0, Relaxed);
         ActiveRequest(conn)
     }
 }
@@ -154,9 +169,12 @@ pub async fn accept_loop(
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
     let _open = ctx.tracker.open();
     let _ = stream.set_nodelay(true);
-    let (http, idle_timeout) = {
+    let (http, timeouts) = {
         let snap = ctx.snapshot.load();
-        (snap.http.clone(), snap.idle_timeout)
+        (
+            snap.http.clone(),
+            Timeouts::new(snap.idle_timeout, snap.header_read_timeout),
+        )
     };
     let info = Arc::new(ConnInfo::new(peer, "http", ctx.tracker.clone()));
     let svc = {
@@ -167,15 +185,15 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
             async move { Ok::<_, Infallible>(service::handle(snap, info, req).await) }
         })
     };
-    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    let io = TokioIo::new(ClientIo::new(stream, info.clone()));
+    let conn = http.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     let mut shutdown = ctx.shutdown.clone();
     let mut closing = *shutdown.borrow();
     if closing {
         conn.as_mut().graceful_shutdown();
     }
-    let idle_ms = idle_timeout.as_millis() as u64;
-    let watchdog = tokio::time::sleep(idle_timeout);
+    let watchdog = tokio::time::sleep(timeouts.first_check());
     tokio::pin!(watchdog);
     loop {
         tokio::select! {
@@ -189,17 +207,113 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = &mut watchdog, if !closing => {
-                let idle_for = now_ms().saturating_sub(info.last_done_ms.load(Relaxed));
-                if info.active.load(Relaxed) == 0 && idle_for >= idle_ms {
+            _ = &mut watchdog => match timeouts.check(&info, now_ms()) {
+                Verdict::Wait(ms) => watchdog.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(ms)),
+                Verdict::Idle => {
+                    if closing {
+                        // A graceful close that does not finish (a client that never reads): stop waiting.
+                        break;
+                    }
                     tracing::debug!(%peer, "closing idle connection");
                     closing = true;
                     conn.as_mut().graceful_shutdown();
-                } else {
-                    let wait = if info.active.load(Relaxed) == 0 { idle_ms - idle_for } else { idle_ms };
-                    watchdog.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(wait.max(10)));
+                    watchdog.as_mut().reset(tokio::time::Instant::now() + timeouts.idle);
                 }
-            }
+                Verdict::SlowHead => {
+                    tracing::debug!(%peer, "request head not received within header_read_timeout; closing");
+                    break;
+                }
+            },
         }
+    }
+}
+
+/// The two client-side clocks of a connection, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    idle: Duration,
+    idle_ms: u64,
+    head_ms: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing due yet: look again in this many milliseconds.
+    Wait(u64),
+    /// No request in flight and none started for idle_timeout.
+    Idle,
+    /// A request head started arriving header_read_timeout ago and is still incomplete.
+    SlowHead,
+}
+
+impl Timeouts {
+    fn new(idle: Duration, head: Duration) -> Self {
+        Timeouts {
+            idle,
+            idle_ms: idle.as_millis() as u64,
+            head_ms: head.as_millis() as u64,
+        }
+    }
+
+    fn first_check(&self) -> Duration {
+        Duration::from_millis(self.idle_ms.min(self.head_ms).max(1))
+    }
+
+    fn check(&self, info: &ConnInfo, now: u64) -> Verdict {
+        if info.active.load(Relaxed) > 0 {
+            return Verdict::Wait(self.idle_ms.min(self.head_ms).max(10));
+        }
+        let head = info.head_started_ms.load(Relaxed);
+        if head != 0 {
+            let waited = now.saturating_sub(head);
+            return if waited >= self.head_ms {
+                Verdict::SlowHead
+            } else {
+                Verdict::Wait((self.head_ms - waited).max(10))
+            };
+        }
+        let idle = now.saturating_sub(info.last_done_ms.load(Relaxed));
+        if idle >= self.idle_ms {
+            Verdict::Idle
+        } else {
+            Verdict::Wait((self.idle_ms - idle).max(10))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ConnInfo {
+        ConnInfo::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "http",
+            Arc::new(Tracker::default()),
+        )
+    }
+
+    #[test]
+    fn idle_and_slow_head_clocks() {
+        let t = Timeouts::new(Duration::from_secs(65), Duration::from_secs(30));
+        let i = info();
+        let start = i.last_done_ms.load(Relaxed);
+        assert!(matches!(t.check(&i, start + 1000), Verdict::Wait(_)));
+        assert_eq!(t.check(&i, start + 65_000), Verdict::Idle, "idle for 65 s");
+        assert_eq!(
+            t.check(&i, start + 40_000),
+            Verdict::Wait(25_000),
+            "30 s of idle is not a slow head"
+        );
+
+        i.head_started_ms.store(start + 40_000, Relaxed);
+        assert_eq!(t.check(&i, start + 60_000), Verdict::Wait(10_000));
+        assert_eq!(t.check(&i, start + 70_000), Verdict::SlowHead);
+
+        let busy = ActiveRequest::new(Arc::new(info()));
+        assert!(
+            matches!(t.check(&busy.0, u64::MAX / 2), Verdict::Wait(_)),
+            "never while a request runs"
+        );
     }
 }

@@ -7,10 +7,11 @@ use crate::forward::{self, Forward};
 use crate::headers::forwarded::{client_ip, is_trusted};
 use crate::listener::{ActiveRequest, ConnInfo};
 use crate::snapshot::{ActionRt, Snapshot};
-use gatehouse_route::normalize_host;
+use gatehouse_route::{normalize_host, normalize_path};
 use http::{header, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use std::borrow::Cow;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// Serves one request on the snapshot current at its start. Never fails: every error becomes a response.
@@ -43,15 +44,21 @@ async fn route_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    // 1. Host: from the request target (h2 :authority, absolute-form) or the Host header; case and port ignored.
+    // 1. Framing and Host: ambiguous framing → 400; the host from the request target (h2 :authority,
+    //    absolute-form) or the Host header, case and port ignored.
+    check_framing(&req, conn)?;
     let host = request_host(&req)?;
     // 2. Site by host (exact, wildcard, default) → 404 when none.
     let site = snap.sites.lookup(&host).ok_or(ProxyError::NoRoute)?;
-    // 3. Route by longest path prefix → 404 when none.
-    let (prefix, route) = site
-        .paths
-        .lookup(req.uri().path())
-        .ok_or(ProxyError::NoRoute)?;
+    // 3. Route by longest prefix of the normalized path (%XX of unreserved characters decoded, `//`, `.`, `..`
+    //    resolved, as nginx does) → 404 when none. The backend gets the normalized path, so it and the access
+    //    rules below agree on what was asked for.
+    let path = normalize_path(req.uri().path());
+    let (prefix, route) = site.paths.lookup(&path).ok_or(ProxyError::NoRoute)?;
+    let normalized: Option<String> = match path {
+        Cow::Owned(p) => Some(p),
+        Cow::Borrowed(_) => None,
+    };
     // 4. Client address, believing X-Forwarded-For only from trusted proxies; allow/deny → 403.
     let peer_ip = conn.peer.ip();
     let peer_trusted =
@@ -82,6 +89,7 @@ async fn route_request(
         ActionRt::Pool { pool, strip_prefix } => {
             let fwd = Forward {
                 pool,
+                path: normalized.as_deref(),
                 strip: strip_prefix.then_some(prefix),
                 max_body: route.max_body,
                 conn,
@@ -91,6 +99,22 @@ async fn route_request(
             forward::forward(fwd, req).await
         }
     }
+}
+
+/// Content-Length together with Transfer-Encoding is the classic request-smuggling shape: refuse it.
+/// hyper removes Content-Length when both came (RFC 9112 §6.1), so the head scanner in client_io.rs tells us.
+fn check_framing(req: &Request<Incoming>, conn: &ConnInfo) -> Result<(), ProxyError> {
+    let h = req.headers();
+    let flag = &conn.ambiguous_framing;
+    let seen_by_scanner = flag.load(Relaxed) && flag.swap(false, Relaxed);
+    if seen_by_scanner
+        || (h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH))
+    {
+        return Err(ProxyError::BadRequest(
+            "Content-Length with Transfer-Encoding",
+        ));
+    }
+    Ok(())
 }
 
 /// The host a request is for, normalized. Two Host headers, or none on HTTP/1.1, is a bad request.

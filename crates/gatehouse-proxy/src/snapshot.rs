@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub trusted_proxies: Vec<IpNet>,
     /// Client connections with nothing in flight are closed after this long.
     pub idle_timeout: Duration,
+    /// A request head must arrive within this long of its first byte.
+    pub header_read_timeout: Duration,
     /// hyper's server settings (HTTP/1.1 + h2c), shared by the connections accepted under this snapshot.
     pub http: Arc<auto::Builder<TokioExecutor>>,
 }
@@ -178,7 +180,7 @@ pub fn compile(
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
+        .header_read_timeout(None) // the listener's watchdog keeps this clock (see client_io.rs)
         .max_buf_size(s.max_header_size.max(8192));
     http.http2()
         .timer(TokioTimer::new())
@@ -188,6 +190,7 @@ pub fn compile(
         generation,
         trusted_proxies: s.trusted_proxies.clone(),
         idle_timeout: s.idle_timeout,
+        header_read_timeout: s.header_read_timeout,
         http: Arc::new(http),
         sites,
         pools,

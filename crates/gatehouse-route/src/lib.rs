@@ -3,7 +3,9 @@
 //! Generic over what a site or route carries, so it is table-tested here without sockets.
 
 mod host;
+mod normalize;
 mod path;
 
 pub use host::{normalize_host, HostTable};
+pub use normalize::normalize_path;
 pub use path::PathTable;

@@ -79,6 +79,8 @@ async fn follow(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    // SIGUSR1 means "reopen the access log" (logrotate); handled so that it never kills the process.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     let (tx, mut file_events) = tokio::sync::mpsc::channel(1);
     let _watcher = match crate::watch::watch_config(path, tx) {
         Ok(w) => Some(w),
@@ -92,6 +94,7 @@ async fn follow(
     loop {
         tokio::select! {
             _ = hup.recv() => reloader.check(Trigger::Signal).await,
+            _ = usr1.recv() => tracing::info!("SIGUSR1: no access log file is open to reopen"),
             Some(()) = file_events.recv() => reloader.check(Trigger::FileEvent).await,
             _ = poll.tick() => reloader.check(Trigger::Poll).await,
             _ = term.recv() => break,
