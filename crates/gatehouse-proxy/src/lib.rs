@@ -2,6 +2,7 @@
 //!
 //! A request's life, one module per step (see `docs/architecture.md` for the narrative):
 //!
+//! 0. [`worker`] threads each run a single-threaded runtime; every listener has an accept loop on each.
 //! 1. [`listener`] accepts a TCP connection and serves HTTP/1.1 and h2c on it with hyper (`conn` idle watchdog).
 //! 2. [`service`] loads the current [`snapshot`] once, finds the site by host and the route by path, applies
 //!    access rules, and either answers itself (respond, redirect) or hands the request to [`forward`].
@@ -23,6 +24,8 @@ pub mod service;
 pub mod snapshot;
 pub mod upgrade;
 pub mod upstream;
+pub mod worker;
 
 pub use proxy::{Proxy, ReloadReport, ShutdownReport};
 pub use snapshot::Snapshot;
+pub use worker::Workers;

@@ -37,6 +37,8 @@ pub struct Proxy {
     listeners: Mutex<BTreeMap<SocketAddr, Bound>>,
     /// Serializes reloads (a SIGHUP and a file event may race).
     reload_lock: Mutex<()>,
+    /// The worker runtimes that run accept loops and connections.
+    workers: Vec<tokio::runtime::Handle>,
 }
 
 /// What a reload changed.
@@ -56,11 +58,18 @@ pub struct ShutdownReport {
 }
 
 impl Proxy {
-    /// Compiles `config`, binds every listener and starts serving. Call inside a tokio runtime.
-    pub fn start(config: Config) -> std::io::Result<Arc<Proxy>> {
+    /// Compiles `config`, binds every listener and starts serving on `workers` (see [`crate::Workers`]).
+    /// Call inside a tokio runtime (the control runtime: reloads, sweeps).
+    pub fn start(
+        config: Config,
+        workers: &[tokio::runtime::Handle],
+    ) -> std::io::Result<Arc<Proxy>> {
+        if workers.is_empty() {
+            return Err(std::io::Error::other("no worker runtime"));
+        }
         let servers = Registry::default();
         let conns = Registry::default();
-        let snap = snapshot::compile(Arc::new(config), 1, &servers, &conns);
+        let snap = snapshot::compile(Arc::new(config), 1, &servers, &conns, workers.len());
         let (shutdown, _) = watch::channel(false);
         let proxy = Arc::new(Proxy {
             snapshot: Arc::new(ArcSwap::from_pointee(snap)),
@@ -71,6 +80,7 @@ impl Proxy {
             generation: AtomicU64::new(1),
             listeners: Mutex::new(BTreeMap::new()),
             reload_lock: Mutex::new(()),
+            workers: workers.to_vec(),
         });
         let config = proxy.snapshot.load().config.clone();
         let opened =
@@ -102,7 +112,13 @@ impl Proxy {
         let opened = self.open_listeners(to_open)?;
 
         let generation = self.generation.fetch_add(1, Relaxed) + 1;
-        let snap = snapshot::compile(Arc::new(config), generation, &self.servers, &self.conns);
+        let snap = snapshot::compile(
+            Arc::new(config),
+            generation,
+            &self.servers,
+            &self.conns,
+            self.workers.len(),
+        );
         self.snapshot.store(Arc::new(snap));
 
         let mut report = ReloadReport {
@@ -192,15 +208,25 @@ impl Proxy {
         }
         let mut out = Vec::new();
         for (addr, name, std_listener) in sockets {
-            let tokio_listener = tokio::net::TcpListener::from_std(std_listener)?;
-            let local = tokio_listener.local_addr()?;
+            let local = std_listener.local_addr()?;
             let (stop, stop_rx) = watch::channel(false);
             let ctx = Arc::new(ListenerContext {
                 snapshot: self.snapshot.clone(),
                 tracker: self.tracker.clone(),
                 shutdown: self.shutdown.subscribe(),
             });
-            tokio::spawn(listener::accept_loop(tokio_listener, ctx, stop_rx));
+            // One accept loop per worker, all on the same socket (each worker's epoll gets the readiness;
+            // whoever accepts first serves the connection).
+            for worker in &self.workers {
+                let socket = std_listener.try_clone()?;
+                let (ctx, stop_rx) = (ctx.clone(), stop_rx.clone());
+                worker.spawn(async move {
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(l) => listener::accept_loop(l, ctx, stop_rx).await,
+                        Err(e) => tracing::error!(%local, error = %e, "cannot register listener with a worker"),
+                    }
+                });
+            }
             out.push((addr, Bound { name, local, stop }));
         }
         Ok(out)

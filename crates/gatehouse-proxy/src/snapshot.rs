@@ -92,6 +92,7 @@ pub fn compile(
     generation: u64,
     servers: &Registry<ServerState>,
     conns: &Registry<ConnPool>,
+    workers: usize,
 ) -> Snapshot {
     let pools: BTreeMap<String, Arc<PoolRt>> = config
         .pools
@@ -103,7 +104,7 @@ pub fn compile(
                 .map(|s| Upstream {
                     addr: s.addr,
                     state: servers.get_or_insert_with(s.addr, || ServerState::new(s.addr)),
-                    conns: conns.get_or_insert_with(s.addr, ConnPool::default),
+                    conns: conns.get_or_insert_with(s.addr, || ConnPool::new(workers)),
                 })
                 .collect();
             let algorithm = match p.balance {

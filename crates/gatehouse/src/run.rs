@@ -33,27 +33,35 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     crate::logging::init(&config.server.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.server.workers)
-        .thread_name("gatehouse-worker")
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    // Workers serve connections; this thread's own small runtime handles signals, reloads and sweeps.
+    let started = gatehouse_proxy::Workers::start(config.server.workers).and_then(|workers| {
+        let control = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok((workers, control))
+    });
+    let (workers, control) = match started {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(path, config, bytes));
+    let code = control.block_on(serve(path, config, bytes, &workers));
     // Tunnels and connections still open after the grace period are cut here, without waiting.
-    runtime.shutdown_background();
+    workers.stop();
+    control.shutdown_background();
     code
 }
 
-async fn serve(path: &Path, config: gatehouse_config::Config, bytes: Vec<u8>) -> ExitCode {
-    let workers = config.server.workers;
-    let proxy = match Proxy::start(config) {
+async fn serve(
+    path: &Path,
+    config: gatehouse_config::Config,
+    bytes: Vec<u8>,
+    runtimes: &gatehouse_proxy::Workers,
+) -> ExitCode {
+    let workers = runtimes.len();
+    let proxy = match Proxy::start(config, runtimes.handles()) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

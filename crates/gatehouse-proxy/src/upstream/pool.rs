@@ -2,8 +2,8 @@
 //!
 //! A connection is taken out for one request and put back only when that request's response body has been
 //! read to its end (see [`crate::body::ResponseBody`]); one cut short is dropped, which closes it. The list is
-//! LIFO so that surplus connections go idle at the bottom and age out. The short lock is uncontended in
-//! practice (one push and one pop per request, per server).
+//! LIFO so that surplus connections go idle at the bottom and age out. Each worker thread has its own list
+//! (a connection's I/O task runs on the worker that opened it), so the short lock is never contended.
 
 use crate::body::RequestBody;
 use hyper::client::conn::http1::SendRequest;
@@ -12,15 +12,31 @@ use std::time::{Duration, Instant};
 
 type Sender = SendRequest<RequestBody>;
 
-#[derive(Debug, Default)]
+type Idle = Mutex<Vec<(Sender, Instant)>>;
+
+#[derive(Debug)]
 pub struct ConnPool {
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    /// One list per worker thread.
+    idle: Box<[Idle]>,
 }
 
 impl ConnPool {
+    pub fn new(workers: usize) -> Self {
+        ConnPool {
+            idle: (0..workers.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+        }
+    }
+
+    /// This worker's idle list.
+    fn mine(&self) -> &Idle {
+        &self.idle[crate::worker::current() % self.idle.len()]
+    }
+
     /// A ready idle connection not older than `idle_timeout`, if any.
     pub fn checkout(&self, idle_timeout: Duration) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.mine().lock().unwrap_or_else(|e| e.into_inner());
         while let Some((sender, since)) = idle.pop() {
             if sender.is_ready() && since.elapsed() < idle_timeout {
                 return Some(sender);
@@ -48,7 +64,7 @@ impl ConnPool {
     }
 
     fn push(&self, sender: Sender, max_idle: usize) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.mine().lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < max_idle {
             idle.push((sender, Instant::now()));
         }
@@ -56,12 +72,17 @@ impl ConnPool {
 
     /// Drops connections idle for longer than `idle_timeout` or closed by the server.
     pub fn sweep(&self, idle_timeout: Duration) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|(s, since)| !s.is_closed() && since.elapsed() < idle_timeout);
+        for list in &self.idle {
+            let mut idle = list.lock().unwrap_or_else(|e| e.into_inner());
+            idle.retain(|(s, since)| !s.is_closed() && since.elapsed() < idle_timeout);
+        }
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map_or(0, |v| v.len())
+        self.idle
+            .iter()
+            .map(|l| l.lock().map_or(0, |v| v.len()))
+            .sum()
     }
 }
 
