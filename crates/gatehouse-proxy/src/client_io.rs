@@ -23,21 +23,51 @@ use tokio::net::TcpStream;
 pub struct ClientIo {
     inner: TcpStream,
     info: Arc<ConnInfo>,
-    /// Whether the first bytes were looked at (to tell HTTP/2 from HTTP/1).
-    sniffed: bool,
+    /// Bytes read before hyper took over (to tell HTTP/2 from HTTP/1), handed to hyper first.
+    prefix: Option<bytes::Bytes>,
     h2: bool,
     scan: HeadScan,
 }
 
+/// The HTTP/2 client preface starts with these bytes; no HTTP/1 method does.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
 impl ClientIo {
-    pub fn new(inner: TcpStream, info: Arc<ConnInfo>) -> Self {
-        ClientIo {
+    /// Reads the first bytes of the connection to tell HTTP/2 (prior knowledge) from HTTP/1.
+    /// Returns the wrapped socket and whether it speaks HTTP/2; `None` if the client closed first.
+    pub async fn accept(mut inner: TcpStream, info: Arc<ConnInfo>) -> std::io::Result<Option<(ClientIo, bool)>> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        // Read until the bytes either start the preface's first 3 bytes or cannot.
+        while n < 3 {
+            let got = inner.read(&mut buf[n..]).await?;
+            if got == 0 {
+                return Ok(None);
+            }
+            n += got;
+            if !H2_PREFACE.starts_with(&buf[..n.min(3)]) {
+                break;
+            }
+        }
+        let h2 = buf[..n].starts_with(&H2_PREFACE[..3]);
+        if !h2 {
+            info.head_started_ms.store(now_ms(), Relaxed);
+        }
+        let mut io = ClientIo {
             inner,
             info,
-            sniffed: false,
-            h2: false,
+            prefix: Some(bytes::Bytes::copy_from_slice(&buf[..n])),
+            h2,
             scan: HeadScan::default(),
+        };
+        if !h2 {
+            let started = io.info.started.load(Relaxed);
+            if io.scan.ambiguous_in(&buf[..n], started) {
+                io.info.ambiguous_framing.store(true, Relaxed);
+            }
         }
+        Ok(Some((io, h2)))
     }
 }
 
@@ -47,15 +77,20 @@ impl AsyncRead for ClientIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
         let this = &mut *self;
+        if let Some(prefix) = this.prefix.as_mut() {
+            // Bytes read to choose the protocol: already scanned in accept().
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix.split_to(n));
+            if prefix.is_empty() {
+                this.prefix = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         let new = &buf.filled()[before..];
         if !new.is_empty() {
-            if !this.sniffed {
-                this.sniffed = true;
-                this.h2 = new.starts_with(b"PRI ");
-            }
             if !this.h2 && this.info.active.load(Relaxed) == 0 {
                 if this.info.head_started_ms.load(Relaxed) == 0 {
                     this.info.head_started_ms.store(now_ms(), Relaxed);

@@ -1,7 +1,8 @@
 //! Accepting connections and serving HTTP on them.
 //!
-//! Each listener is one accept loop; each connection one task running hyper's auto server (HTTP/1.1, and h2c
-//! by prior knowledge) with upgrades enabled. Beside hyper, a per-connection watchdog closes keep-alive
+//! Each listener has one accept loop per worker; each connection is one task that reads the first bytes to
+//! tell HTTP/2 (prior knowledge) from HTTP/1.1, then runs hyper's server for that protocol (HTTP/1.1 with
+//! upgrades enabled). Beside hyper, a per-connection watchdog closes keep-alive
 //! connections idle for `idle_timeout`, drops clients that take longer than `header_read_timeout` to send a
 //! request head (slowloris), and starts a graceful close when the proxy shuts down.
 
@@ -169,14 +170,24 @@ pub async fn accept_loop(
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
     let _open = ctx.tracker.open();
     let _ = stream.set_nodelay(true);
-    let (http, timeouts) = {
+    let (http1, http2, timeouts) = {
         let snap = ctx.snapshot.load();
         (
-            snap.http.clone(),
+            snap.http1.clone(),
+            snap.http2.clone(),
             Timeouts::new(snap.idle_timeout, snap.header_read_timeout),
         )
     };
     let info = Arc::new(ConnInfo::new(peer, "http", ctx.tracker.clone()));
+    // A client that connects and sends nothing is idle: it gets idle_timeout to start.
+    let (io, h2) = match tokio::time::timeout(timeouts.idle, ClientIo::accept(stream, info.clone())).await {
+        Ok(Ok(Some(x))) => x,
+        Ok(Ok(None)) | Err(_) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "client connection failed before its first request");
+            return;
+        }
+    };
     let svc = {
         let (ctx, info) = (ctx.clone(), info.clone());
         service_fn(move |req| {
@@ -185,13 +196,27 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
             async move { Ok::<_, Infallible>(service::handle(snap, info, req).await) }
         })
     };
-    let io = TokioIo::new(ClientIo::new(stream, info.clone()));
-    let conn = http.serve_connection_with_upgrades(io, svc);
+    let io = TokioIo::new(io);
+    if h2 {
+        let conn = http2.serve_connection(io, svc);
+        drive(conn, |c| c.graceful_shutdown(), &info, &ctx, timeouts).await;
+    } else {
+        let conn = http1.serve_connection(io, svc).with_upgrades();
+        drive(conn, |c| c.graceful_shutdown(), &info, &ctx, timeouts).await;
+    }
+}
+
+/// Runs a hyper connection to its end beside the watchdog (idle and head clocks) and the shutdown signal.
+async fn drive<C>(conn: C, graceful: impl Fn(std::pin::Pin<&mut C>), info: &ConnInfo, ctx: &ListenerContext, timeouts: Timeouts)
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
+    let peer = info.peer;
     tokio::pin!(conn);
     let mut shutdown = ctx.shutdown.clone();
     let mut closing = *shutdown.borrow();
     if closing {
-        conn.as_mut().graceful_shutdown();
+        graceful(conn.as_mut());
     }
     let watchdog = tokio::time::sleep(timeouts.first_check());
     tokio::pin!(watchdog);
@@ -205,9 +230,9 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
             }
             _ = shutdown.changed(), if !closing => {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                graceful(conn.as_mut());
             }
-            _ = &mut watchdog => match timeouts.check(&info, now_ms()) {
+            _ = &mut watchdog => match timeouts.check(info, now_ms()) {
                 Verdict::Wait(ms) => watchdog.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(ms)),
                 Verdict::Idle => {
                     if closing {
@@ -216,7 +241,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Listener
                     }
                     tracing::debug!(%peer, "closing idle connection");
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    graceful(conn.as_mut());
                     watchdog.as_mut().reset(tokio::time::Instant::now() + timeouts.idle);
                 }
                 Verdict::SlowHead => {

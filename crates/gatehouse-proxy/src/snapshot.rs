@@ -12,7 +12,7 @@ use gatehouse_config::{AccessRules, Balance, Config, HostPattern, RouteAction};
 use gatehouse_route::{HostTable, PathTable};
 use http::{HeaderValue, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::{http1, http2};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,8 +30,9 @@ pub struct Snapshot {
     pub idle_timeout: Duration,
     /// A request head must arrive within this long of its first byte.
     pub header_read_timeout: Duration,
-    /// hyper's server settings (HTTP/1.1 + h2c), shared by the connections accepted under this snapshot.
-    pub http: Arc<auto::Builder<TokioExecutor>>,
+    /// hyper's server settings, shared by the connections accepted under this snapshot.
+    pub http1: Arc<http1::Builder>,
+    pub http2: Arc<http2::Builder<TokioExecutor>>,
 }
 
 #[derive(Debug)]
@@ -178,21 +179,20 @@ pub fn compile(
     }
 
     let s = &config.server;
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(None) // the listener's watchdog keeps this clock (see client_io.rs)
         .max_buf_size(s.max_header_size.max(8192));
-    http.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(s.max_header_size as u32);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new()).max_header_list_size(s.max_header_size as u32);
 
     Snapshot {
         generation,
         trusted_proxies: s.trusted_proxies.clone(),
         idle_timeout: s.idle_timeout,
         header_read_timeout: s.header_read_timeout,
-        http: Arc::new(http),
+        http1: Arc::new(h1),
+        http2: Arc::new(h2),
         sites,
         pools,
         config,

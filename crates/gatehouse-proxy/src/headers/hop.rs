@@ -14,8 +14,20 @@ const ALWAYS: [&str; 7] = [
     "transfer-encoding",
 ];
 
+fn is_hop_by_hop(name: &header::HeaderName) -> bool {
+    let n = name.as_str();
+    n == "connection" || n == "upgrade" || ALWAYS.contains(&n)
+}
+
 /// Removes hop-by-hop headers. With `upgrade`, keeps `Upgrade` and sets `Connection: upgrade`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // One pass over the names first: most messages carry none of these, and then nothing is hashed.
+    if !headers.keys().any(is_hop_by_hop) {
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         // Collect first: the names point into the map we are about to edit. Rare (most h1.1 clients send no
         // Connection header), so the small allocation stays off the common path.
