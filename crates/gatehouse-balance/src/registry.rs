@@ -4,15 +4,17 @@
 //! in-flight request on an old snapshot) still uses the server. Only snapshot compilation touches the lock.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
+/// Keyed by server address by default; any key that identifies a server (and how it is spoken to) works.
 #[derive(Debug)]
-pub struct Registry<T> {
-    entries: Mutex<HashMap<SocketAddr, Weak<T>>>,
+pub struct Registry<T, K = SocketAddr> {
+    entries: Mutex<HashMap<K, Weak<T>>>,
 }
 
-impl<T> Default for Registry<T> {
+impl<T, K> Default for Registry<T, K> {
     fn default() -> Self {
         Registry {
             entries: Mutex::new(HashMap::new()),
@@ -20,9 +22,9 @@ impl<T> Default for Registry<T> {
     }
 }
 
-impl<T> Registry<T> {
+impl<T, K: Eq + Hash> Registry<T, K> {
     /// The live state for `addr`, created with `make` if no snapshot holds it any more.
-    pub fn get_or_insert_with(&self, addr: SocketAddr, make: impl FnOnce() -> T) -> Arc<T> {
+    pub fn get_or_insert_with(&self, addr: K, make: impl FnOnce() -> T) -> Arc<T> {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(live) = map.get(&addr).and_then(Weak::upgrade) {
             return live;

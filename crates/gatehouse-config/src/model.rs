@@ -31,6 +31,15 @@ pub struct Server {
     pub idle_timeout: Duration,
     /// Largest request head accepted; larger ones get 431.
     pub max_header_size: usize,
+    /// Lowest TLS version for TLS listeners that do not set their own.
+    pub tls_min_version: TlsVersion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +59,8 @@ pub enum AccessLogFormat {
 pub struct Listener {
     pub name: String,
     pub bind: SocketAddr,
+    /// TLS with the certificate of the site SNI names; `Some` = the lowest version accepted.
+    pub tls: Option<TlsVersion>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +68,30 @@ pub struct Site {
     pub hosts: Vec<HostPattern>,
     pub default: bool,
     pub routes: Vec<Route>,
+    pub tls: Option<SiteTls>,
+    /// Plain-HTTP requests get 308 to https:// (on `https_port`).
+    pub redirect_https: bool,
+    /// Strict-Transport-Security value for HTTPS responses.
+    pub hsts: Option<String>,
+}
+
+/// Where a site's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteTls {
+    Files {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
+}
+
+impl HostPattern {
+    /// As written in the config: `example.com` or `*.example.org`.
+    pub fn as_config(&self) -> String {
+        match self {
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Wildcard(suffix) => format!("*{suffix}"),
+        }
+    }
 }
 
 /// A host a site answers for, lower-cased and without a port.
@@ -140,6 +175,17 @@ pub struct Pool {
     pub idle_timeout: Duration,
     /// Idle upstream connections kept per server.
     pub max_idle: usize,
+    pub tls: Option<UpstreamTls>,
+    /// HTTP/2 to the servers (h2 over TLS, h2c in plain).
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Trust only this CA; `None` = the webpki roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// Server name to send and verify; `None` = each server's host name (or IP).
+    pub sni: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +193,10 @@ pub struct ServerSpec {
     pub addr: SocketAddr,
     pub weight: u32,
     pub backup: bool,
+    /// The host name as written (`backend.internal` of `https://backend.internal:443`), for TLS SNI.
+    pub host: String,
+    /// Written as `https://…`.
+    pub https: bool,
 }
 
 /// Defaults, in one place so that docs and code agree.

@@ -108,6 +108,14 @@ pub struct RawPool {
     pub health: Option<Spanned<toml::Value>>,
     pub max_fails: Option<Spanned<i64>>,
     pub fail_timeout: Option<Spanned<String>>,
+    /// TLS to the servers (also implied by `https://` server addresses).
+    pub tls: Option<Spanned<bool>>,
+    /// PEM file of the CA that signs the servers' certificates (default: the webpki roots).
+    pub ca: Option<Spanned<String>>,
+    /// Server name sent (SNI) and verified; default: the server's host name.
+    pub sni: Option<Spanned<String>>,
+    /// HTTP/2 to the servers: h2 over TLS, h2c (prior knowledge) in plain.
+    pub http2: Option<bool>,
     // Gatehouse additions.
     pub idle_timeout: Option<Spanned<String>>,
     pub max_idle: Option<Spanned<i64>>,

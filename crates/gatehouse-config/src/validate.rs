@@ -87,27 +87,63 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{s:?} is not a CIDR (e.g. \"10.0.0.0/8\") or an IP address"))
 }
 
-/// `ip:port`, `[v6]:port` or `name:port` (resolved once, here; the first address wins).
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+/// `ip:port`, `[v6]:port`, `name:port`, optionally with `http://` or `https://` (whose port defaults to 80 and
+/// 443). Names are resolved once, here; the first address wins. Returns the address, the host as written
+/// (for TLS SNI) and whether `https://` was written.
+fn parse_addr(s: &str) -> Result<(SocketAddr, String, bool), String> {
     let t = s.trim();
-    if let Some(rest) = t.strip_prefix("https://") {
-        return Err(format!(
-            "{rest:?}: HTTPS upstreams (https://) are not supported yet; use plain host:port"
-        ));
+    let (rest, https, default_port) = if let Some(r) = t.strip_prefix("https://") {
+        (r, true, Some(443))
+    } else if let Some(r) = t.strip_prefix("http://") {
+        (r, false, Some(80))
+    } else {
+        (t, false, None)
+    };
+    let rest = rest.trim_end_matches('/');
+    let has_port = rest.rsplit_once(':').is_some_and(|(h, p)| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (!h.contains(':') || h.ends_with(']'))
+    });
+    let with_port = match (has_port, default_port) {
+        (true, _) => rest.to_string(),
+        (false, Some(p)) => format!("{rest}:{p}"),
+        (false, None) => {
+            return Err(format!(
+                "{s:?} has no port; write it as host:port, e.g. \"127.0.0.1:8080\""
+            ));
+        }
+    };
+    let host = with_port
+        .rsplit_once(':')
+        .map_or(with_port.as_str(), |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if let Ok(a) = with_port.parse::<SocketAddr>() {
+        return Ok((a, host, https));
     }
-    let t = t.strip_prefix("http://").unwrap_or(t);
-    if let Ok(a) = t.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if !t.contains(':') {
-        return Err(format!(
-            "{s:?} has no port; write it as host:port, e.g. \"127.0.0.1:8080\""
-        ));
-    }
-    t.to_socket_addrs()
+    let addr = with_port
+        .to_socket_addrs()
         .map_err(|e| format!("{s:?} is not an address ({e})"))?
         .next()
-        .ok_or_else(|| format!("{s:?} resolves to no address"))
+        .ok_or_else(|| format!("{s:?} resolves to no address"))?;
+    Ok((addr, host, https))
+}
+
+fn parse_tls_version(v: &Spanned<String>, key: &str, c: &mut Checker) -> TlsVersion {
+    match v.get_ref().as_str() {
+        "1.2" => TlsVersion::Tls12,
+        "1.3" => TlsVersion::Tls13,
+        _ => {
+            c.err(
+                v.span(),
+                key,
+                "expected \"1.2\" or \"1.3\" (older versions are never offered)",
+            );
+            TlsVersion::Tls12
+        }
+    }
 }
 
 /// Lower-cases and checks a site host; `*.` may lead, nothing else may be a wildcard.
@@ -141,7 +177,7 @@ pub fn validate(raw: RawConfig, _source: &str) -> Result<Config, Vec<Diagnostic>
     let mut c = Checker { diags: Vec::new() };
 
     let server = check_server(&mut c, &raw.server);
-    let listeners = check_listeners(&mut c, &raw.listeners);
+    let listeners = check_listeners(&mut c, &raw.listeners, server.tls_min_version);
     if let Some(acme) = &raw.acme {
         c.not_yet(acme.span(), "acme", "ACME (automatic certificates)");
     }
@@ -150,6 +186,7 @@ pub fn validate(raw: RawConfig, _source: &str) -> Result<Config, Vec<Diagnostic>
     }
     let pools = check_pools(&mut c, &raw.pools);
     let sites = check_sites(&mut c, &raw.sites, &raw.pools, &server);
+    check_tls_coherence(&mut c, &raw, &listeners, &sites);
 
     if c.diags.is_empty() {
         Ok(Config {
@@ -171,6 +208,7 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
             return None;
         }
         parse_addr(a.get_ref())
+            .map(|(addr, _, _)| addr)
             .map_err(|e| c.err(a.span(), "server.admin", e))
             .ok()
     });
@@ -210,15 +248,9 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
     } else {
         workers
     };
-    if let Some(v) = &s.tls_min_version {
-        if !matches!(v.get_ref().as_str(), "1.2" | "1.3") {
-            c.err(
-                v.span(),
-                "server.tls_min_version",
-                "expected \"1.2\" or \"1.3\"",
-            );
-        }
-    }
+    let tls_min_version = s.tls_min_version.as_ref().map_or(TlsVersion::Tls12, |v| {
+        parse_tls_version(v, "server.tls_min_version", c)
+    });
     let max_header_size = c
         .size(&s.max_header_size, "server.max_header_size")
         .map_or(defaults::MAX_HEADER_SIZE, |n| n as usize);
@@ -259,10 +291,15 @@ fn check_server(c: &mut Checker, s: &RawServer) -> Server {
             defaults::IDLE_TIMEOUT,
         ),
         max_header_size,
+        tls_min_version,
     }
 }
 
-fn check_listeners(c: &mut Checker, raw: &[Spanned<RawListener>]) -> Vec<Listener> {
+fn check_listeners(
+    c: &mut Checker,
+    raw: &[Spanned<RawListener>],
+    server_min: TlsVersion,
+) -> Vec<Listener> {
     if raw.is_empty() {
         c.diags.push(Diagnostic::new(
             None,
@@ -285,17 +322,18 @@ fn check_listeners(c: &mut Checker, raw: &[Spanned<RawListener>]) -> Vec<Listene
                 format!("duplicate listener name {:?}", l.name.get_ref()),
             );
         }
-        if let Some(tls) = &l.tls {
-            if *tls.get_ref() {
-                c.not_yet(tls.span(), &format!("{key}.tls"), "TLS termination");
+        let is_tls = l.tls.as_ref().is_some_and(|t| *t.get_ref());
+        let min = l.tls_min_version.as_ref().map_or(server_min, |v| {
+            parse_tls_version(v, &format!("{key}.tls_min_version"), c)
+        });
+        if !is_tls {
+            if let Some(v) = &l.tls_min_version {
+                c.err(
+                    v.span(),
+                    format!("{key}.tls_min_version"),
+                    "applies only to a listener with tls = true",
+                );
             }
-        }
-        if let Some(v) = &l.tls_min_version {
-            c.not_yet(
-                v.span(),
-                &format!("{key}.tls_min_version"),
-                "TLS termination",
-            );
         }
         match l.bind.get_ref().trim().parse::<SocketAddr>() {
             Ok(addr) => {
@@ -309,6 +347,7 @@ fn check_listeners(c: &mut Checker, raw: &[Spanned<RawListener>]) -> Vec<Listene
                 out.push(Listener {
                     name: l.name.get_ref().clone(),
                     bind: addr,
+                    tls: is_tls.then_some(min),
                 });
             }
             Err(_) => c.err(
@@ -355,6 +394,48 @@ fn check_pools(
             c.not_yet(h.span(), &format!("{key}.health"), "active health checks");
         }
         let servers = check_servers(c, &p.servers, &key);
+        let https_count = servers.iter().filter(|s| s.https).count();
+        if https_count != 0 && https_count != servers.len() {
+            c.err(
+                span.clone(),
+                format!("{key}.servers"),
+                "mixes https:// and plain servers: a pool is all TLS or none",
+            );
+        }
+        let pool_tls = p.tls.as_ref().map(|t| *t.get_ref());
+        if let (Some(false), true) = (pool_tls, https_count > 0) {
+            if let Some(t) = &p.tls {
+                c.err(
+                    t.span(),
+                    format!("{key}.tls"),
+                    "tls = false, but the servers are written https://",
+                );
+            }
+        }
+        let tls = (pool_tls.unwrap_or(false) || https_count > 0).then(|| UpstreamTls {
+            ca: p.ca.as_ref().map(|c| c.get_ref().into()),
+            sni: p.sni.as_ref().map(|s| s.get_ref().clone()),
+        });
+        if tls.is_none() {
+            for (v, name) in [(&p.ca, "ca"), (&p.sni, "sni")] {
+                if let Some(v) = v {
+                    c.err(
+                        v.span(),
+                        format!("{key}.{name}"),
+                        "applies only to TLS pools (https:// servers or tls = true)",
+                    );
+                }
+            }
+        }
+        if let Some(ca) = &p.ca {
+            if !std::path::Path::new(ca.get_ref()).is_file() {
+                c.err(
+                    ca.span(),
+                    format!("{key}.ca"),
+                    format!("{:?} is not a readable file", ca.get_ref()),
+                );
+            }
+        }
         if p.servers.is_empty() {
             c.err(
                 span.clone(),
@@ -413,6 +494,8 @@ fn check_pools(
                     defaults::UPSTREAM_IDLE_TIMEOUT,
                 ),
                 max_idle,
+                tls,
+                http2: p.http2.unwrap_or(false),
             },
         );
     }
@@ -481,7 +564,7 @@ fn check_servers(c: &mut Checker, raw: &[Spanned<toml::Value>], pool_key: &str) 
             continue;
         }
         match parse_addr(&addr) {
-            Ok(addr) => {
+            Ok((addr, host, https)) => {
                 if out.iter().any(|s| s.addr == addr) {
                     c.err(
                         v.span(),
@@ -494,6 +577,8 @@ fn check_servers(c: &mut Checker, raw: &[Spanned<toml::Value>], pool_key: &str) 
                     addr,
                     weight: weight as u32,
                     backup,
+                    host,
+                    https,
                 });
             }
             Err(e) => c.err(v.span(), format!("{key}.addr"), e),
@@ -549,20 +634,15 @@ fn check_sites(
             }
             default_site = Some(i);
         }
-        if let Some(tls) = &s.tls {
-            c.not_yet(tls.span(), &format!("{key}.tls"), "TLS certificates");
-        }
-        if let Some(v) = &s.redirect_https {
-            if *v.get_ref() {
-                c.not_yet(
+        let tls = s.tls.as_ref().and_then(|t| check_site_tls(c, t, &key));
+        if let Some(v) = &s.hsts {
+            if v.get_ref().is_empty() || http_header_unsafe(v.get_ref()) {
+                c.err(
                     v.span(),
-                    &format!("{key}.redirect_https"),
-                    "redirect_https (needs TLS)",
+                    format!("{key}.hsts"),
+                    "must be a header value such as \"max-age=31536000\"",
                 );
             }
-        }
-        if let Some(v) = &s.hsts {
-            c.not_yet(v.span(), &format!("{key}.hsts"), "hsts (needs TLS)");
         }
         let site_allow = c.cidrs(&s.allow, &format!("{key}.allow"));
         let site_deny = c.cidrs(&s.deny, &format!("{key}.deny"));
@@ -703,9 +783,88 @@ fn check_sites(
             hosts,
             default: s.default,
             routes,
+            tls,
+            redirect_https: s.redirect_https.as_ref().is_some_and(|v| *v.get_ref()),
+            hsts: s.hsts.as_ref().map(|v| v.get_ref().clone()),
         });
     }
     out
+}
+
+/// `tls = { cert = "...", key = "..." }` (files are checked when the config is applied) or `tls = "acme"`.
+fn check_site_tls(c: &mut Checker, t: &Spanned<toml::Value>, site_key: &str) -> Option<SiteTls> {
+    let key = format!("{site_key}.tls");
+    match t.get_ref() {
+        toml::Value::String(s) if s == "acme" => {
+            c.not_yet(t.span(), &key, "tls = \"acme\" (automatic certificates)");
+            None
+        }
+        toml::Value::Table(tab) => {
+            if let Some(unknown) = tab.keys().find(|k| !matches!(k.as_str(), "cert" | "key")) {
+                c.err(
+                    t.span(),
+                    &key,
+                    format!("unknown key {unknown:?}; expected cert and key"),
+                );
+                return None;
+            }
+            match (
+                tab.get("cert").and_then(|v| v.as_str()),
+                tab.get("key").and_then(|v| v.as_str()),
+            ) {
+                (Some(cert), Some(k)) => Some(SiteTls::Files {
+                    cert: cert.into(),
+                    key: k.into(),
+                }),
+                _ => {
+                    c.err(
+                        t.span(),
+                        &key,
+                        "needs cert = \"file.pem\" and key = \"file.key\"",
+                    );
+                    None
+                }
+            }
+        }
+        _ => {
+            c.err(
+                t.span(),
+                &key,
+                "expected \"acme\" or { cert = \"file.pem\", key = \"file.key\" }",
+            );
+            None
+        }
+    }
+}
+
+/// TLS listeners need a certificate to serve; redirect_https needs a TLS listener to send clients to.
+fn check_tls_coherence(c: &mut Checker, raw: &RawConfig, listeners: &[Listener], sites: &[Site]) {
+    let any_cert = sites.iter().any(|s| s.tls.is_some());
+    for (i, l) in listeners.iter().enumerate() {
+        if l.tls.is_some() && !any_cert {
+            let span = raw.listeners.get(i).map(|r| r.span());
+            c.diags.push(Diagnostic::new(
+                span,
+                format!("listener[{i}].tls"),
+                "a TLS listener needs at least one site with tls = { cert, key }",
+            ));
+        }
+    }
+    let has_tls_listener = listeners.iter().any(|l| l.tls.is_some());
+    for (i, s) in sites.iter().enumerate() {
+        if s.redirect_https && !has_tls_listener {
+            let span = raw
+                .sites
+                .get(i)
+                .and_then(|r| r.get_ref().redirect_https.as_ref())
+                .map(|v| v.span());
+            c.diags.push(Diagnostic::new(
+                span,
+                format!("site[{i}].redirect_https"),
+                "needs a listener with tls = true",
+            ));
+        }
+    }
 }
 
 /// A level ("info") or tracing directives ("warn,gatehouse_proxy=debug"): every level named must exist.

@@ -20,8 +20,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-pub struct ClientIo {
-    inner: TcpStream,
+pub struct ClientIo<S = TcpStream> {
+    inner: S,
     info: Arc<ConnInfo>,
     /// Bytes read before hyper took over (to tell HTTP/2 from HTTP/1), handed to hyper first.
     prefix: Option<bytes::Bytes>,
@@ -32,10 +32,29 @@ pub struct ClientIo {
 /// The HTTP/2 client preface starts with these bytes; no HTTP/1 method does.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
-impl ClientIo {
+impl<S> ClientIo<S> {
+    /// Wraps a stream whose protocol is already known (TLS: chosen by ALPN).
+    pub fn new(inner: S, info: Arc<ConnInfo>, h2: bool) -> Self {
+        if !h2 {
+            info.head_started_ms.store(now_ms(), Relaxed);
+        }
+        ClientIo {
+            inner,
+            info,
+            prefix: None,
+            h2,
+            scan: HeadScan::default(),
+        }
+    }
+}
+
+impl ClientIo<TcpStream> {
     /// Reads the first bytes of the connection to tell HTTP/2 (prior knowledge) from HTTP/1.
     /// Returns the wrapped socket and whether it speaks HTTP/2; `None` if the client closed first.
-    pub async fn accept(mut inner: TcpStream, info: Arc<ConnInfo>) -> std::io::Result<Option<(ClientIo, bool)>> {
+    pub async fn accept(
+        mut inner: TcpStream,
+        info: Arc<ConnInfo>,
+    ) -> std::io::Result<Option<(ClientIo, bool)>> {
         use tokio::io::AsyncReadExt;
         let mut buf = [0u8; 16];
         let mut n = 0;
@@ -71,7 +90,7 @@ impl ClientIo {
     }
 }
 
-impl AsyncRead for ClientIo {
+impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -105,7 +124,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -9,6 +9,9 @@ pub enum ProxyError {
     /// No site matches the host and there is no default site, or no route matches the path.
     #[error("no site or route matches")]
     NoRoute,
+    /// Over TLS, the Host names another site than the one the client's SNI asked for (domain fronting).
+    #[error("Host names another site than the TLS server name")]
+    Misdirected,
     /// An allow/deny rule refused the client.
     #[error("refused by access rules")]
     Forbidden,
@@ -40,6 +43,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,

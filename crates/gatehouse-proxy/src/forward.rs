@@ -14,11 +14,11 @@ use crate::snapshot::PoolRt;
 use crate::upgrade;
 use crate::upstream::connect::connect;
 use crate::upstream::pool::Lease;
+use crate::upstream::sender::Sender;
 use crate::upstream::Upstream;
 use gatehouse_balance::{ip_hash::key_for_ip, now_ms, Tried};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use std::net::IpAddr;
 
 /// What [`forward`] needs besides the request.
@@ -73,8 +73,23 @@ pub async fn forward(
         client_is_peer: f.client_ip == f.conn.peer.ip(),
         proto: f.conn.proto,
     };
+    if pool.http2 && !upgrade {
+        // An HTTP/2 upstream takes the host as :authority in an absolute target, not as a Host header.
+        let scheme = if pool.tls.is_some() { "https" } else { "http" };
+        let authority = host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = format!("{scheme}://{authority}{pq}")
+            .parse()
+            .map_err(|_| ProxyError::BadRequest("request target"))?;
+        parts.headers.remove(header::HOST);
+        parts.version = Version::HTTP_2;
+    } else {
+        parts.version = Version::HTTP_11;
+    }
     set_forwarded_headers(&mut parts.headers, &fwd, host);
-    parts.version = Version::HTTP_11;
     let mut req = Request::from_parts(parts, RequestBody::new(body, f.max_body));
 
     // Pick, connect, send; on a failed connect try the next server.
@@ -132,7 +147,7 @@ pub async fn forward(
 
 enum Attempt {
     /// The server answered with a response head.
-    Sent(Response<Incoming>, SendRequest<RequestBody>),
+    Sent(Response<Incoming>, Sender),
     /// Nothing reached the server: the request is handed back for another.
     NotSent(Request<RequestBody>, ProxyError),
     /// The request was written and then failed: final.
@@ -154,8 +169,11 @@ async fn attempt(
             }
         }
     }
-    match connect(up.addr, pool.connect_timeout, upgrade).await {
-        Ok(sender) => send(pool, up, sender, req).await,
+    match connect(pool, up, upgrade).await {
+        Ok(sender) => {
+            up.conns.share_h2(&sender);
+            send(pool, up, sender, req).await
+        }
         Err(e) => Attempt::NotSent(
             req,
             ProxyError::Connect {
@@ -169,10 +187,10 @@ async fn attempt(
 async fn send(
     pool: &PoolRt,
     up: &Upstream,
-    mut sender: SendRequest<RequestBody>,
+    mut sender: Sender,
     req: Request<RequestBody>,
 ) -> Attempt {
-    match tokio::time::timeout(pool.response_timeout, sender.try_send_request(req)).await {
+    match tokio::time::timeout(pool.response_timeout, sender.try_send(req)).await {
         Err(_) => Attempt::Failed(ProxyError::Timeout { addr: up.addr }),
         Ok(Ok(resp)) => Attempt::Sent(resp, sender),
         Ok(Err(mut e)) => match e.take_message() {
@@ -203,7 +221,7 @@ fn respond(
     pool: &PoolRt,
     up: &Upstream,
     mut resp: Response<Incoming>,
-    sender: SendRequest<RequestBody>,
+    sender: Sender,
     in_flight: gatehouse_balance::InFlight,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     conn: &ConnInfo,

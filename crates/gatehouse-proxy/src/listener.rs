@@ -70,6 +70,8 @@ pub struct ConnInfo {
     pub peer_value: HeaderValue,
     /// "http" or "https", for X-Forwarded-Proto.
     pub proto: &'static str,
+    /// Over TLS: the server name the client asked for (SNI), lower-cased.
+    pub sni: Option<Box<str>>,
     pub tracker: Arc<Tracker>,
     /// Requests in progress on this connection.
     pub(crate) active: AtomicU32,
@@ -84,13 +86,19 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr, proto: &'static str, tracker: Arc<Tracker>) -> Self {
+    pub fn new(
+        peer: SocketAddr,
+        proto: &'static str,
+        sni: Option<Box<str>>,
+        tracker: Arc<Tracker>,
+    ) -> Self {
         let ip = gatehouse_config::canonical(peer.ip());
         ConnInfo {
             peer: SocketAddr::new(ip, peer.port()),
             peer_value: HeaderValue::from_str(&ip.to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
             proto,
+            sni,
             tracker,
             active: AtomicU32::new(0),
             last_done_ms: AtomicU64::new(now_ms()),
@@ -138,6 +146,8 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// What an accept loop shares with the rest of the proxy.
 #[derive(Debug)]
 pub struct ListenerContext {
+    /// The bind address as configured: the key of this listener's settings in the snapshot.
+    pub bind: SocketAddr,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub tracker: Arc<Tracker>,
     pub shutdown: watch::Receiver<bool>,
@@ -170,45 +180,108 @@ pub async fn accept_loop(
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
     let _open = ctx.tracker.open();
     let _ = stream.set_nodelay(true);
-    let (http1, http2, timeouts) = {
+    let (http1, http2, timeouts, tls) = {
         let snap = ctx.snapshot.load();
         (
             snap.http1.clone(),
             snap.http2.clone(),
             Timeouts::new(snap.idle_timeout, snap.header_read_timeout),
+            snap.tls_for(ctx.bind),
         )
     };
-    let info = Arc::new(ConnInfo::new(peer, "http", ctx.tracker.clone()));
-    // A client that connects and sends nothing is idle: it gets idle_timeout to start.
-    let (io, h2) = match tokio::time::timeout(timeouts.idle, ClientIo::accept(stream, info.clone())).await {
-        Ok(Ok(Some(x))) => x,
-        Ok(Ok(None)) | Err(_) => return,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "client connection failed before its first request");
-            return;
+    let protocols = Protocols {
+        http1,
+        http2,
+        timeouts,
+    };
+    match tls {
+        None => {
+            let info = Arc::new(ConnInfo::new(peer, "http", None, ctx.tracker.clone()));
+            // A client that connects and sends nothing is idle: it gets idle_timeout to start.
+            match tokio::time::timeout(timeouts.idle, ClientIo::accept(stream, info.clone())).await
+            {
+                Ok(Ok(Some((io, h2)))) => protocols.serve(io, h2, info, &ctx).await,
+                Ok(Ok(None)) | Err(_) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "client connection failed before its first request")
+                }
+            }
         }
-    };
-    let svc = {
-        let (ctx, info) = (ctx.clone(), info.clone());
-        service_fn(move |req| {
-            let snap = ctx.snapshot.load_full();
-            let info = info.clone();
-            async move { Ok::<_, Infallible>(service::handle(snap, info, req).await) }
-        })
-    };
-    let io = TokioIo::new(io);
-    if h2 {
-        let conn = http2.serve_connection(io, svc);
-        drive(conn, |c| c.graceful_shutdown(), &info, &ctx, timeouts).await;
-    } else {
-        let conn = http1.serve_connection(io, svc).with_upgrades();
-        drive(conn, |c| c.graceful_shutdown(), &info, &ctx, timeouts).await;
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let tls = match tokio::time::timeout(timeouts.head(), acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let session = tls.get_ref().1;
+            let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+            if alpn.as_deref() == Some(gatehouse_tls::alpn::ACME_TLS) {
+                // A TLS-ALPN-01 validator: the handshake was the whole exchange.
+                return;
+            }
+            let sni = session
+                .server_name()
+                .map(|n| n.to_ascii_lowercase().into_boxed_str());
+            let h2 = alpn.as_deref() == Some(gatehouse_tls::alpn::H2);
+            let info = Arc::new(ConnInfo::new(peer, "https", sni, ctx.tracker.clone()));
+            protocols
+                .serve(ClientIo::new(tls, info.clone(), h2), h2, info, &ctx)
+                .await;
+        }
+    }
+}
+
+/// hyper's per-protocol servers and the connection's clocks.
+struct Protocols {
+    http1: Arc<hyper::server::conn::http1::Builder>,
+    http2: Arc<hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>>,
+    timeouts: Timeouts,
+}
+
+impl Protocols {
+    async fn serve<S>(
+        &self,
+        io: ClientIo<S>,
+        h2: bool,
+        info: Arc<ConnInfo>,
+        ctx: &Arc<ListenerContext>,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let svc = {
+            let (ctx, info) = (ctx.clone(), info.clone());
+            service_fn(move |req| {
+                let snap = ctx.snapshot.load_full();
+                let info = info.clone();
+                async move { Ok::<_, Infallible>(service::handle(snap, info, req).await) }
+            })
+        };
+        let io = TokioIo::new(io);
+        if h2 {
+            let conn = self.http2.serve_connection(io, svc);
+            drive(conn, |c| c.graceful_shutdown(), &info, ctx, self.timeouts).await;
+        } else {
+            let conn = self.http1.serve_connection(io, svc).with_upgrades();
+            drive(conn, |c| c.graceful_shutdown(), &info, ctx, self.timeouts).await;
+        }
     }
 }
 
 /// Runs a hyper connection to its end beside the watchdog (idle and head clocks) and the shutdown signal.
-async fn drive<C>(conn: C, graceful: impl Fn(std::pin::Pin<&mut C>), info: &ConnInfo, ctx: &ListenerContext, timeouts: Timeouts)
-where
+async fn drive<C>(
+    conn: C,
+    graceful: impl Fn(std::pin::Pin<&mut C>),
+    info: &ConnInfo,
+    ctx: &ListenerContext,
+    timeouts: Timeouts,
+) where
     C: std::future::Future<Output = Result<(), hyper::Error>>,
 {
     let peer = info.peer;
@@ -280,6 +353,10 @@ impl Timeouts {
         }
     }
 
+    fn head(&self) -> Duration {
+        Duration::from_millis(self.head_ms)
+    }
+
     fn first_check(&self) -> Duration {
         Duration::from_millis(self.idle_ms.min(self.head_ms).max(1))
     }
@@ -314,6 +391,7 @@ mod tests {
         ConnInfo::new(
             "127.0.0.1:1".parse().unwrap(),
             "http",
+            None,
             Arc::new(Tracker::default()),
         )
     }

@@ -5,11 +5,13 @@
 //! replaces the old with one `ArcSwap::store`. Requests already running keep the snapshot they loaded.
 
 use crate::listener::{self, ListenerContext, Tracker};
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{self, Snapshot, TlsServers};
 use crate::upstream::pool::ConnPool;
+use crate::upstream::ConnKey;
 use arc_swap::ArcSwap;
 use gatehouse_balance::{Registry, ServerState};
 use gatehouse_config::Config;
+use gatehouse_tls::{CertManager, MinVersion, SiteCert};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -29,7 +31,11 @@ struct Bound {
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
     servers: Registry<ServerState>,
-    conns: Registry<ConnPool>,
+    conns: Registry<ConnPool, ConnKey>,
+    /// Site certificates, outside the snapshot: a changed file swaps one pair without a reload.
+    certs: CertManager,
+    /// The listeners' rustls configs, built once so session-ticket keys outlive reloads.
+    tls: TlsServers,
     tracker: Arc<Tracker>,
     shutdown: watch::Sender<bool>,
     generation: AtomicU64,
@@ -69,12 +75,27 @@ impl Proxy {
         }
         let servers = Registry::default();
         let conns = Registry::default();
-        let snap = snapshot::compile(Arc::new(config), 1, &servers, &conns, workers.len());
+        let certs = CertManager::new();
+        let store = certs.store();
+        let tls = TlsServers {
+            tls12: gatehouse_tls::server::server_config(store.clone(), MinVersion::Tls12)
+                .map_err(std::io::Error::other)?,
+            tls13: gatehouse_tls::server::server_config(store, MinVersion::Tls13)
+                .map_err(std::io::Error::other)?,
+        };
+        let prepared = certs
+            .prepare(&site_certs(&config))
+            .map_err(std::io::Error::other)?;
+        let snap = snapshot::compile(Arc::new(config), 1, &servers, &conns, workers.len(), &tls)
+            .map_err(std::io::Error::other)?;
+        certs.commit(prepared);
         let (shutdown, _) = watch::channel(false);
         let proxy = Arc::new(Proxy {
             snapshot: Arc::new(ArcSwap::from_pointee(snap)),
             servers,
             conns,
+            certs,
+            tls,
             tracker: Arc::new(Tracker::default()),
             shutdown,
             generation: AtomicU64::new(1),
@@ -99,6 +120,22 @@ impl Proxy {
     /// On error nothing has changed and the old config keeps serving.
     pub fn reload(&self, config: Config) -> std::io::Result<ReloadReport> {
         let _serial = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Everything that can fail comes first, with no effect yet: certificates, then the snapshot.
+        let prepared = self
+            .certs
+            .prepare(&site_certs(&config))
+            .map_err(std::io::Error::other)?;
+        let generation = self.generation.load(Relaxed) + 1;
+        let snap = snapshot::compile(
+            Arc::new(config),
+            generation,
+            &self.servers,
+            &self.conns,
+            self.workers.len(),
+            &self.tls,
+        )
+        .map_err(std::io::Error::other)?;
+        let config = snap.config.clone();
         let wanted: BTreeMap<SocketAddr, String> = config
             .listeners
             .iter()
@@ -111,14 +148,8 @@ impl Proxy {
             .map(|(a, n)| (*a, n.clone()));
         let opened = self.open_listeners(to_open)?;
 
-        let generation = self.generation.fetch_add(1, Relaxed) + 1;
-        let snap = snapshot::compile(
-            Arc::new(config),
-            generation,
-            &self.servers,
-            &self.conns,
-            self.workers.len(),
-        );
+        self.generation.store(generation, Relaxed);
+        self.certs.commit(prepared);
         self.snapshot.store(Arc::new(snap));
 
         let mut report = ReloadReport {
@@ -163,6 +194,16 @@ impl Proxy {
             cut: self.tracker.count(),
             waited: started.elapsed(),
         }
+    }
+
+    /// Re-reads certificate files that changed (all of them with `force`); returns how many pairs were swapped.
+    pub fn refresh_certificates(&self, force: bool) -> usize {
+        self.certs.refresh(force)
+    }
+
+    /// The certificate manager (status pages, ACME).
+    pub fn certificates(&self) -> &CertManager {
+        &self.certs
     }
 
     /// The current snapshot (for status pages and tests).
@@ -211,6 +252,7 @@ impl Proxy {
             let local = std_listener.local_addr()?;
             let (stop, stop_rx) = watch::channel(false);
             let ctx = Arc::new(ListenerContext {
+                bind: addr,
                 snapshot: self.snapshot.clone(),
                 tracker: self.tracker.clone(),
                 shutdown: self.shutdown.subscribe(),
@@ -246,4 +288,21 @@ async fn sweep_idle(proxy: std::sync::Weak<Proxy>) {
             }
         }
     }
+}
+
+/// The certificate files each site names.
+fn site_certs(config: &Config) -> Vec<SiteCert> {
+    config
+        .sites
+        .iter()
+        .filter_map(|site| match &site.tls {
+            Some(gatehouse_config::SiteTls::Files { cert, key }) => Some(SiteCert {
+                hosts: site.hosts.iter().map(|h| h.as_config()).collect(),
+                default: site.default,
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            None => None,
+        })
+        .collect()
 }

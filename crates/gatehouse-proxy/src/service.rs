@@ -8,7 +8,7 @@ use crate::headers::forwarded::{client_ip, is_trusted};
 use crate::listener::{ActiveRequest, ConnInfo};
 use crate::snapshot::{ActionRt, Snapshot};
 use gatehouse_route::{normalize_host, normalize_path};
-use http::{header, HeaderValue, Request, Response, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,7 +22,8 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let active = ActiveRequest::new(conn.clone());
     let method = req.method().clone();
-    let mut resp = match route_request(&snap, &conn, req).await {
+    let mut hsts = None;
+    let mut resp = match route_request(&snap, &conn, req, &mut hsts).await {
         Ok(resp) => resp,
         Err(err) => {
             let status = err.status();
@@ -34,6 +35,10 @@ pub async fn handle(
             err.into_response()
         }
     };
+    if let Some(hsts) = hsts {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
     resp.body_mut().set_active(active);
     resp
 }
@@ -43,6 +48,7 @@ async fn route_request(
     snap: &Snapshot,
     conn: &ConnInfo,
     req: Request<Incoming>,
+    hsts: &mut Option<HeaderValue>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     // 1. Framing and Host: ambiguous framing → 400; the host from the request target (h2 :authority,
     //    absolute-form) or the Host header, case and port ignored.
@@ -50,6 +56,19 @@ async fn route_request(
     let host = request_host(&req)?;
     // 2. Site by host (exact, wildcard, default) → 404 when none.
     let site = snap.sites.lookup(&host).ok_or(ProxyError::NoRoute)?;
+    //    Over TLS: the Host must name the site the SNI named (else 421), and HSTS applies. In plain HTTP, a
+    //    redirect_https site sends the client to https:// with path and query kept.
+    if let Some(sni) = &conn.sni {
+        let by_sni = snap.sites.lookup(sni);
+        if !by_sni.is_some_and(|s| std::ptr::eq(s, site)) {
+            return Err(ProxyError::Misdirected);
+        }
+    }
+    if conn.proto == "https" {
+        hsts.clone_from(&site.hsts);
+    } else if site.redirect_https {
+        return Ok(https_redirect(&host, snap.https_port, &req));
+    }
     // 3. Route by longest prefix of the normalized path (%XX of unreserved characters decoded, `//`, `.`, `..`
     //    resolved, as nginx does) → 404 when none. The backend gets the normalized path, so it and the access
     //    rules below agree on what was asked for.
@@ -99,6 +118,29 @@ async fn route_request(
             forward::forward(fwd, req).await
         }
     }
+}
+
+/// 308 to the same host, path and query over HTTPS (on the first TLS listener's port when it is not 443).
+fn https_redirect(
+    host: &str,
+    port: Option<u16>,
+    req: &Request<Incoming>,
+) -> Response<ResponseBody> {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let location = match port {
+        Some(443) | None => format!("https://{host}{pq}"),
+        Some(p) => format!("https://{host}:{p}{pq}"),
+    };
+    let mut resp = status_response(StatusCode::PERMANENT_REDIRECT);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
 }
 
 /// Content-Length together with Transfer-Encoding is the classic request-smuggling shape: refuse it.

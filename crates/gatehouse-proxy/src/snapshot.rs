@@ -5,14 +5,14 @@
 //! survive a reload (in-flight counts, passive health, idle upstream connections) is *not* in here: it lives in
 //! registries keyed by server address and the snapshot only holds `Arc`s to it.
 
-use crate::upstream::{pool::ConnPool, Upstream};
+use crate::upstream::{pool::ConnPool, ConnKey, Upstream};
 use bytes::Bytes;
 use gatehouse_balance::{Algorithm, Registry, Selector, ServerState};
-use gatehouse_config::{AccessRules, Balance, Config, HostPattern, RouteAction};
+use gatehouse_config::{AccessRules, Balance, Config, HostPattern, RouteAction, TlsVersion};
 use gatehouse_route::{HostTable, PathTable};
 use http::{HeaderValue, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +30,11 @@ pub struct Snapshot {
     pub idle_timeout: Duration,
     /// A request head must arrive within this long of its first byte.
     pub header_read_timeout: Duration,
+    /// Per listener (by configured bind address): its TLS settings, `None` for plain HTTP.
+    pub listener_tls:
+        std::collections::HashMap<std::net::SocketAddr, Option<Arc<rustls::ServerConfig>>>,
+    /// The port of the first TLS listener, for redirect_https.
+    pub https_port: Option<u16>,
     /// hyper's server settings, shared by the connections accepted under this snapshot.
     pub http1: Arc<http1::Builder>,
     pub http2: Arc<http2::Builder<TokioExecutor>>,
@@ -38,6 +43,16 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct SiteRt {
     pub paths: PathTable<RouteRt>,
+    pub redirect_https: bool,
+    /// Strict-Transport-Security for this site's HTTPS responses.
+    pub hsts: Option<HeaderValue>,
+}
+
+impl Snapshot {
+    /// The TLS server config of the listener bound at `bind`, or `None` for plain HTTP.
+    pub fn tls_for(&self, bind: std::net::SocketAddr) -> Option<Arc<rustls::ServerConfig>> {
+        self.listener_tls.get(&bind).cloned().flatten()
+    }
 }
 
 #[derive(Debug)]
@@ -78,6 +93,10 @@ pub struct PoolRt {
     pub fail_timeout_ms: u64,
     pub idle_timeout: Duration,
     pub max_idle: usize,
+    /// TLS to the servers, when the pool says so.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// HTTP/2 to the servers (h2 over TLS, h2c in plain).
+    pub http2: bool,
 }
 
 impl PoolRt {
@@ -87,27 +106,63 @@ impl PoolRt {
     }
 }
 
-/// Builds a snapshot from a validated config. Never fails: validation already rejected what could not be built.
+/// TLS server configs for the two minimum versions, built once per proxy (they carry the session-ticket
+/// keys, which must outlive reloads) around the shared certificate store.
+#[derive(Debug, Clone)]
+pub struct TlsServers {
+    pub tls12: Arc<rustls::ServerConfig>,
+    pub tls13: Arc<rustls::ServerConfig>,
+}
+
+/// Builds a snapshot from a validated config. Fails only on what validation cannot see: upstream CA files.
 pub fn compile(
     config: Arc<Config>,
     generation: u64,
     servers: &Registry<ServerState>,
-    conns: &Registry<ConnPool>,
+    conns: &Registry<ConnPool, ConnKey>,
     workers: usize,
-) -> Snapshot {
+    tls: &TlsServers,
+) -> Result<Snapshot, String> {
     let pools: BTreeMap<String, Arc<PoolRt>> = config
         .pools
         .values()
         .map(|p| {
+            let client_tls = match &p.tls {
+                None => None,
+                Some(t) => Some(
+                    gatehouse_tls::client::client_config(t.ca.as_deref(), p.http2)
+                        .map_err(|e| format!("pool.{}.ca: {e}", p.name))?,
+                ),
+            };
             let upstreams: Vec<Upstream> = p
                 .servers
                 .iter()
-                .map(|s| Upstream {
-                    addr: s.addr,
-                    state: servers.get_or_insert_with(s.addr, || ServerState::new(s.addr)),
-                    conns: conns.get_or_insert_with(s.addr, || ConnPool::new(workers)),
+                .map(|s| {
+                    let key = ConnKey {
+                        addr: s.addr,
+                        tls: p.tls.is_some(),
+                        http2: p.http2,
+                    };
+                    let name = p
+                        .tls
+                        .as_ref()
+                        .map(|t| t.sni.clone().unwrap_or_else(|| s.host.clone()));
+                    let server_name = match name {
+                        None => None,
+                        Some(n) => Some(
+                            rustls_pki_types::ServerName::try_from(n.clone()).map_err(|_| {
+                                format!("pool.{}: {n:?} is not a valid TLS server name", p.name)
+                            })?,
+                        ),
+                    };
+                    Ok(Upstream {
+                        addr: s.addr,
+                        state: servers.get_or_insert_with(s.addr, || ServerState::new(s.addr)),
+                        conns: conns.get_or_insert_with(key, || ConnPool::new(workers)),
+                        server_name,
+                    })
                 })
-                .collect();
+                .collect::<Result<_, String>>()?;
             let algorithm = match p.balance {
                 Balance::RoundRobin => Algorithm::RoundRobin,
                 Balance::IpHash => Algorithm::IpHash,
@@ -131,10 +186,12 @@ pub fn compile(
                 fail_timeout_ms: p.fail_timeout.as_millis() as u64,
                 idle_timeout: p.idle_timeout,
                 max_idle: p.max_idle,
+                tls: client_tls,
+                http2: p.http2,
             };
-            (p.name.clone(), Arc::new(rt))
+            Ok((p.name.clone(), Arc::new(rt)))
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
 
     let mut sites = HostTable::default();
     for site in &config.sites {
@@ -171,6 +228,11 @@ pub fn compile(
         sites.insert(
             SiteRt {
                 paths: PathTable::new(routes),
+                redirect_https: site.redirect_https,
+                hsts: site
+                    .hsts
+                    .as_deref()
+                    .and_then(|h| HeaderValue::from_str(h).ok()),
             },
             exact,
             wild,
@@ -184,9 +246,29 @@ pub fn compile(
         .header_read_timeout(None) // the listener's watchdog keeps this clock (see client_io.rs)
         .max_buf_size(s.max_header_size.max(8192));
     let mut h2 = http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new()).max_header_list_size(s.max_header_size as u32);
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(s.max_header_size as u32);
 
-    Snapshot {
+    let listener_tls = config
+        .listeners
+        .iter()
+        .map(|l| {
+            let server = l.tls.map(|min| match min {
+                TlsVersion::Tls12 => tls.tls12.clone(),
+                TlsVersion::Tls13 => tls.tls13.clone(),
+            });
+            (l.bind, server)
+        })
+        .collect();
+    let https_port = config
+        .listeners
+        .iter()
+        .find(|l| l.tls.is_some())
+        .map(|l| l.bind.port());
+
+    Ok(Snapshot {
+        listener_tls,
+        https_port,
         generation,
         trusted_proxies: s.trusted_proxies.clone(),
         idle_timeout: s.idle_timeout,
@@ -196,5 +278,5 @@ pub fn compile(
         sites,
         pools,
         config,
-    }
+    })
 }

@@ -17,6 +17,19 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Check { config } => match gatehouse_config::load(&config.path) {
             Ok(cfg) => {
+                // The certificate files too: a config that would not start is not ok.
+                let mut bad = false;
+                for site in &cfg.sites {
+                    if let Some(gatehouse_config::SiteTls::Files { cert, key }) = &site.tls {
+                        if let Err(e) = gatehouse_tls::certificate::load_pair(cert, key) {
+                            eprintln!("{}: {e}", config.path.display());
+                            bad = true;
+                        }
+                    }
+                }
+                if bad {
+                    return ExitCode::from(1);
+                }
                 println!(
                     "{}: ok ({} listener(s), {} site(s), {} pool(s))",
                     config.path.display(),

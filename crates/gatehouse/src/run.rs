@@ -101,10 +101,17 @@ async fn follow(
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = hup.recv() => reloader.check(Trigger::Signal).await,
+            _ = hup.recv() => {
+                reloader.check(Trigger::Signal).await;
+                proxy.refresh_certificates(true);
+            }
             _ = usr1.recv() => tracing::info!("SIGUSR1: no access log file is open to reopen"),
             Some(()) = file_events.recv() => reloader.check(Trigger::FileEvent).await,
-            _ = poll.tick() => reloader.check(Trigger::Poll).await,
+            _ = poll.tick() => {
+                reloader.check(Trigger::Poll).await;
+                // Certificate files are watched by their size and modification time.
+                proxy.refresh_certificates(false);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

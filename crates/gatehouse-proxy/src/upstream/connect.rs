@@ -1,11 +1,15 @@
-//! Opening a connection to a server: TCP with a timeout and TCP_NODELAY, then the HTTP/1.1 handshake; the
-//! connection's I/O runs in its own task.
+//! Opening a connection to a server: TCP with a timeout and TCP_NODELAY, TLS when the pool says so
+//! (certificate verified, SNI from the pool or the server's name), then the HTTP/1.1 or HTTP/2 handshake; the
+//! connection's I/O runs in its own task on the current worker.
 
+use super::sender::Sender;
+use super::Upstream;
 use crate::body::RequestBody;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
+use crate::snapshot::PoolRt;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,36 +18,71 @@ pub enum ConnectError {
     Timeout(Duration),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
     #[error("handshake: {0}")]
     Handshake(#[from] hyper::Error),
 }
 
-/// Connects to `addr`. With `upgrades`, the connection may be taken over by a protocol upgrade (WebSocket)
-/// and must not be pooled.
-pub async fn connect(
-    addr: SocketAddr,
-    timeout: Duration,
-    upgrades: bool,
-) -> Result<SendRequest<RequestBody>, ConnectError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| ConnectError::Timeout(timeout))??;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await?;
-    if upgrades {
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(%addr, error = %e, "upstream connection ended");
+/// Connects to `up`. With `upgrades`, the connection may be taken over by a protocol upgrade (WebSocket)
+/// and must not be pooled; upgrades always use HTTP/1.1.
+pub async fn connect(pool: &PoolRt, up: &Upstream, upgrades: bool) -> Result<Sender, ConnectError> {
+    let timeout = pool.connect_timeout;
+    let work = async {
+        let tcp = TcpStream::connect(up.addr).await?;
+        tcp.set_nodelay(true)?;
+        match (&pool.tls, &up.server_name) {
+            (Some(config), Some(name)) => {
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(ConnectError::Tls)?;
+                handshake(tls, pool.http2 && !upgrades, upgrades, up).await
             }
-        });
-    } else {
+            _ => handshake(tcp, pool.http2 && !upgrades, upgrades, up).await,
+        }
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))?
+}
+
+async fn handshake<S>(
+    io: S,
+    h2: bool,
+    upgrades: bool,
+    up: &Upstream,
+) -> Result<Sender, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = up.addr;
+    let io = TokioIo::new(io);
+    if h2 {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake::<_, RequestBody>(io)
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "upstream connection ended");
+                tracing::debug!(%addr, error = %e, "upstream h2 connection ended");
             }
         });
+        return Ok(Sender::H2(sender));
     }
-    Ok(sender)
+    let (sender, conn) = http1::Builder::new()
+        .handshake::<_, RequestBody>(io)
+        .await?;
+    tokio::spawn(async move {
+        let res = if upgrades {
+            conn.with_upgrades().await
+        } else {
+            conn.await
+        };
+        if let Err(e) = res {
+            tracing::debug!(%addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(Sender::H1(sender))
 }

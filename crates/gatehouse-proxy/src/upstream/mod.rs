@@ -1,8 +1,10 @@
-//! Connections to backend servers: [`connect`] opens one (TCP_NODELAY, connect timeout, HTTP/1.1 handshake),
-//! [`pool`] keeps idle keep-alive connections per server so most requests open none.
+//! Connections to backend servers: [`connect`] opens one (TCP_NODELAY, connect timeout, TLS if asked, HTTP/1.1
+//! or HTTP/2 handshake), [`pool`] keeps idle keep-alive connections per server (and shares HTTP/2 ones) so most
+//! requests open none.
 
 pub mod connect;
 pub mod pool;
+pub mod sender;
 
 use gatehouse_balance::ServerState;
 use pool::ConnPool;
@@ -15,4 +17,14 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub state: Arc<ServerState>,
     pub conns: Arc<ConnPool>,
+    /// For TLS pools: the name sent as SNI and verified in the server's certificate.
+    pub server_name: Option<rustls_pki_types::ServerName<'static>>,
+}
+
+/// How a pool speaks to its servers; idle connections are shared only between pools that speak alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub http2: bool,
 }

@@ -5,12 +5,9 @@
 //! LIFO so that surplus connections go idle at the bottom and age out. Each worker thread has its own list
 //! (a connection's I/O task runs on the worker that opened it), so the short lock is never contended.
 
-use crate::body::RequestBody;
-use hyper::client::conn::http1::SendRequest;
+use super::sender::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-type Sender = SendRequest<RequestBody>;
 
 type Idle = Mutex<Vec<(Sender, Instant)>>;
 
@@ -34,10 +31,19 @@ impl ConnPool {
         &self.idle[crate::worker::current() % self.idle.len()]
     }
 
-    /// A ready idle connection not older than `idle_timeout`, if any.
+    /// A ready idle connection not older than `idle_timeout`, if any. An HTTP/2 connection is shared: a
+    /// handle is returned and the connection stays in the pool.
     pub fn checkout(&self, idle_timeout: Duration) -> Option<Sender> {
         let mut idle = self.mine().lock().unwrap_or_else(|e| e.into_inner());
         while let Some((sender, since)) = idle.pop() {
+            if sender.is_h2() {
+                if sender.is_closed() {
+                    continue;
+                }
+                let shared = sender.share();
+                idle.push((sender, since));
+                return shared;
+            }
             if sender.is_ready() && since.elapsed() < idle_timeout {
                 return Some(sender);
             }
@@ -45,10 +51,19 @@ impl ConnPool {
         None
     }
 
+    /// Offers a new HTTP/2 connection to other requests on this worker.
+    pub fn share_h2(&self, sender: &Sender) {
+        if let Some(shared) = sender.share() {
+            let mut idle = self.mine().lock().unwrap_or_else(|e| e.into_inner());
+            idle.retain(|(s, _)| !s.is_h2());
+            idle.push((shared, Instant::now()));
+        }
+    }
+
     /// Keeps `sender` for a later request, once it is ready again; drops it when the pool is full or closed.
     pub fn put(self: &Arc<Self>, mut sender: Sender, max_idle: usize) {
-        if sender.is_closed() || max_idle == 0 {
-            return;
+        if sender.is_closed() || max_idle == 0 || sender.is_h2() {
+            return; // HTTP/2 connections stay in the pool while lent; nothing to give back.
         }
         if sender.is_ready() {
             self.push(sender, max_idle);
@@ -74,7 +89,10 @@ impl ConnPool {
     pub fn sweep(&self, idle_timeout: Duration) {
         for list in &self.idle {
             let mut idle = list.lock().unwrap_or_else(|e| e.into_inner());
-            idle.retain(|(s, since)| !s.is_closed() && since.elapsed() < idle_timeout);
+            // A shared HTTP/2 connection stays while open (its own keep-alive decides); HTTP/1.1 ones age out.
+            idle.retain(|(s, since)| {
+                !s.is_closed() && (s.is_h2() || since.elapsed() < idle_timeout)
+            });
         }
     }
 

@@ -1,0 +1,138 @@
+//! Which site's certificate comes from which files, and keeping the store in step with those files.
+//!
+//! A config (re)load [`prepare`](CertManager::prepare)s every pair — any failure rejects the config, naming
+//! the file — and [`commit`](CertManager::commit)s only once the rest of the config compiled too. Between
+//! reloads, [`refresh`](CertManager::refresh) re-reads pairs whose files changed: a good pair is swapped in for
+//! the next handshake; a bad one (half-written, mismatched, expired) is logged and the old one keeps serving.
+
+use crate::certificate::{load_pair, CertError, LoadedCert};
+use crate::store::{CertMap, CertStore};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// A site's certificate source: its host names and its PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteCert {
+    /// Exact names, and wildcards as `*.example.org`.
+    pub hosts: Vec<String>,
+    pub default: bool,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What the files looked like when last read: modification time and size of cert and key.
+type Stamp = Option<(SystemTime, u64, SystemTime, u64)>;
+
+fn stamp(site: &SiteCert) -> Stamp {
+    let c = std::fs::metadata(&site.cert).ok()?;
+    let k = std::fs::metadata(&site.key).ok()?;
+    Some((c.modified().ok()?, c.len(), k.modified().ok()?, k.len()))
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    site: SiteCert,
+    loaded: LoadedCert,
+    stamp: Stamp,
+}
+
+/// Loaded pairs for a config, not yet serving.
+#[derive(Debug)]
+pub struct Prepared(Vec<Entry>);
+
+#[derive(Debug, Default)]
+pub struct CertManager {
+    store: Arc<CertStore>,
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl CertManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn store(&self) -> Arc<CertStore> {
+        self.store.clone()
+    }
+
+    /// Loads every site's pair. Fails on the first pair that does not load, naming its file.
+    pub fn prepare(&self, sites: &[SiteCert]) -> Result<Prepared, CertError> {
+        let mut out = Vec::with_capacity(sites.len());
+        for site in sites {
+            let before = stamp(site);
+            let loaded = load_pair(&site.cert, &site.key)?;
+            out.push(Entry {
+                site: site.clone(),
+                loaded,
+                stamp: before,
+            });
+        }
+        Ok(Prepared(out))
+    }
+
+    /// Makes prepared pairs the ones served.
+    pub fn commit(&self, prepared: Prepared) {
+        let mut entries = self.lock();
+        *entries = prepared.0;
+        self.store.replace(build_map(&entries));
+    }
+
+    /// Re-reads pairs whose files changed (every pair with `force`). Returns how many were swapped in.
+    pub fn refresh(&self, force: bool) -> usize {
+        let mut entries = self.lock();
+        let mut swapped = 0;
+        for e in entries.iter_mut() {
+            let now = stamp(&e.site);
+            if !force && now == e.stamp {
+                continue;
+            }
+            e.stamp = now;
+            match load_pair(&e.site.cert, &e.site.key) {
+                Ok(loaded) => {
+                    tracing::info!(cert = %e.site.cert.display(), names = ?loaded.names, "certificate reloaded");
+                    e.loaded = loaded;
+                    swapped += 1;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "certificate change rejected; the previous certificate keeps serving")
+                }
+            }
+        }
+        if swapped > 0 {
+            self.store.replace(build_map(&entries));
+        }
+        swapped
+    }
+
+    /// The certificates now serving, with their sites (for status pages and tests).
+    pub fn serving(&self) -> Vec<(SiteCert, LoadedCert)> {
+        self.lock()
+            .iter()
+            .map(|e| (e.site.clone(), e.loaded.clone()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn build_map(entries: &[Entry]) -> CertMap {
+    let mut map = CertMap::default();
+    for e in entries {
+        for host in &e.site.hosts {
+            let host = host.to_ascii_lowercase();
+            match host.strip_prefix('*') {
+                Some(suffix) => map
+                    .wildcard
+                    .insert(suffix.to_string(), e.loaded.key.clone()),
+                None => map.exact.insert(host, e.loaded.key.clone()),
+            };
+        }
+        if e.site.default {
+            map.default = Some(e.loaded.key.clone());
+        }
+    }
+    map
+}
