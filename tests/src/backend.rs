@@ -42,6 +42,11 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &str) -> Backend {
+        Self::start_with_tls(name, None).await
+    }
+
+    /// Like [`Backend::start`], behind TLS when `tls` is given (HTTP/1.1 or h2 by ALPN).
+    pub async fn start_with_tls(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind backend");
@@ -57,15 +62,31 @@ impl Backend {
                         continue;
                     };
                     let (seen, name, mut killed) = (seen.clone(), name_arc.clone(), killed.clone());
+                    let tls = tls.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| handle(req, name.clone(), seen.clone()));
                         let builder =
                             hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                        tokio::select! {
-                            _ = conn => {}
-                            _ = killed.changed() => {} // dropping the connection closes its socket
+                        match tls {
+                            None => {
+                                let conn = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                                tokio::select! {
+                                    _ = conn => {}
+                                    _ = killed.changed() => {} // dropping the connection closes its socket
+                                }
+                            }
+                            Some(acceptor) => {
+                                let Ok(stream) = acceptor.accept(stream).await else {
+                                    return;
+                                };
+                                let conn = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                                tokio::select! {
+                                    _ = conn => {}
+                                    _ = killed.changed() => {}
+                                }
+                            }
                         }
                     });
                 }

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod client;
 pub mod gatehouse;
+pub mod tls;
 
 pub use backend::{Backend, Seen};
 pub use gatehouse::Gatehouse;

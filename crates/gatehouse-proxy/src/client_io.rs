@@ -109,8 +109,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         let new = &buf.filled()[before..];
-        if !new.is_empty() {
-            if !this.h2 && this.info.active.load(Relaxed) == 0 {
+        if !new.is_empty() && !this.h2 && this.info.active.load(Relaxed) == 0 {
+            {
                 if this.info.head_started_ms.load(Relaxed) == 0 {
                     this.info.head_started_ms.store(now_ms(), Relaxed);
                 }

@@ -295,14 +295,14 @@ fn site_certs(config: &Config) -> Vec<SiteCert> {
     config
         .sites
         .iter()
-        .filter_map(|site| match &site.tls {
-            Some(gatehouse_config::SiteTls::Files { cert, key }) => Some(SiteCert {
+        .filter_map(|site| {
+            let gatehouse_config::SiteTls::Files { cert, key } = site.tls.as_ref()?;
+            Some(SiteCert {
                 hosts: site.hosts.iter().map(|h| h.as_config()).collect(),
                 default: site.default,
                 cert: cert.clone(),
                 key: key.clone(),
-            }),
-            None => None,
+            })
         })
         .collect()
 }

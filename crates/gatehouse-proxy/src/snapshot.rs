@@ -138,15 +138,21 @@ pub fn compile(
                 .servers
                 .iter()
                 .map(|s| {
-                    let key = ConnKey {
-                        addr: s.addr,
-                        tls: p.tls.is_some(),
-                        http2: p.http2,
-                    };
                     let name = p
                         .tls
                         .as_ref()
                         .map(|t| t.sni.clone().unwrap_or_else(|| s.host.clone()));
+                    let key = ConnKey {
+                        addr: s.addr,
+                        tls: p.tls.as_ref().map(|t| {
+                            let ca =
+                                t.ca.as_ref()
+                                    .and_then(|f| std::fs::read(f).ok())
+                                    .unwrap_or_default();
+                            (ca, name.clone().unwrap_or_default())
+                        }),
+                        http2: p.http2,
+                    };
                     let server_name = match name {
                         None => None,
                         Some(n) => Some(

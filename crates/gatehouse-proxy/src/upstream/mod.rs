@@ -22,9 +22,12 @@ pub struct Upstream {
 }
 
 /// How a pool speaks to its servers; idle connections are shared only between pools that speak alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// For TLS that includes what the server was verified against (CA and name): a connection verified with one
+/// pool's private CA must never serve a pool that trusts only the public roots.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConnKey {
     pub addr: SocketAddr,
-    pub tls: bool,
+    /// `None` in plain; else (CA file bytes, or empty for the webpki roots; server name).
+    pub tls: Option<(Vec<u8>, String)>,
     pub http2: bool,
 }
