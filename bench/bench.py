@@ -5,7 +5,8 @@ Normally started by bench/run.sh (which installs the tools and builds Gatehouse)
 can be run directly when everything is in place:
 
     python3 bench/bench.py [--smoke] [--rounds N] [--duration S]
-                           [--scenarios h1-c64,h1-c256,h1-newconn,h1-1MiB,h2c]
+                           [--scenarios h1-c64,h1-c256,h1-newconn,h1-1MiB,h2c,
+                                        tls-keepalive,tls-handshake,tls-h2]
                            [--contenders gatehouse,nginx,haproxy]
                            [--gatehouse-bin PATH] [--no-direct] [--idle-conns N]
                            [--warmup S] [--pause S] [--docs PATH | --no-docs]
@@ -15,7 +16,9 @@ What it does (all traffic on 127.0.0.1, every loop bounded in count and time):
   * starts two nginx backends (1 worker each) answering "ok\\n" on / and a 1 MiB
     file on /1m;
   * starts each contender with one worker, round-robin over both backends,
-    upstream keep-alive, plain HTTP/1.1 and h2c (prior knowledge);
+    upstream keep-alive, plain HTTP/1.1 and h2c (prior knowledge), and (when a tls-*
+    scenario is selected) a TLS listener (h2 + http/1.1 via ALPN) with a throwaway
+    ECDSA P-256 CA and certificate for bench.local made with `openssl` per run;
   * for each round, for each scenario, runs the load against each contender in
     turn (A B C A B C ...), plus a direct-to-backend baseline for h1-c64;
   * records req/s, p50/p99 latency, the contender's CPU seconds (utime+stime of all
@@ -44,6 +47,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import ssl
 import sys
 import tempfile
 import time
@@ -74,7 +78,16 @@ SCENARIOS = {
                     desc="HTTP/1.1 keep-alive, 16 connections, `GET /1m` (1 MiB body)"),
     "h2c": dict(tool="h2load", conns=16, streams=10, path="/", smoke_conns=2, smoke_streams=4,
                 desc="h2c (prior knowledge), 16 connections x 10 concurrent streams, `GET /`"),
+    # TLS scenarios: the contender's TLS listener (see make_tls for the certificate).
+    "tls-keepalive": dict(tool="wrk", tls=True, conns=64, path="/", host="bench.local", smoke_conns=8,
+                          desc="HTTPS (HTTP/1.1 over TLS) keep-alive, 64 connections, `GET /`"),
+    "tls-handshake": dict(tool="tlshs", tls=True, conns=16, procs=2, path="/", smoke_conns=4,
+                          desc="full TLS handshakes: a new TLS connection per request, no session "
+                               "resumption, 16 at a time (req/s = handshakes/s)"),
+    "tls-h2": dict(tool="h2load", tls=True, conns=16, streams=10, path="/", smoke_conns=2, smoke_streams=4,
+                   desc="h2 over TLS (ALPN), 16 connections x 10 concurrent streams, `GET /`"),
 }
+TLS_HOST = "bench.local"
 
 
 def log(msg):
@@ -266,6 +279,72 @@ def tool_output(argv, timeout=10):
         return str(e), -1
 
 
+# --------------------------------------------------------------------------- TLS material
+
+OPENSSL_CNF = """[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[v3_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[v3_leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:bench.local, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+"""
+
+
+def make_tls(tmp):
+    """A throwaway CA and a server certificate for bench.local (+ IP SAN 127.0.0.1), both
+    ECDSA P-256, made with the openssl command line in TMP/tls. Keys are mode 0600.
+    Returns the paths: cert (leaf then CA: the full chain), key, combined (cert chain +
+    key, for HAProxy), ca (to verify with)."""
+    d = os.path.join(tmp, "tls")
+    os.makedirs(d, exist_ok=True)
+    p = {k: os.path.join(d, f) for k, f in (("cnf", "openssl.cnf"), ("ca_key", "ca.key"), ("ca", "ca.pem"),
+                                             ("key", "key.pem"), ("csr", "leaf.csr"), ("leaf", "leaf.pem"),
+                                             ("cert", "cert.pem"), ("combined", "combined.pem"))}
+    with open(p["cnf"], "w") as f:
+        f.write(OPENSSL_CNF)
+    for k in ("ca_key", "key", "combined"):  # created 0600 before anything is written into them
+        os.close(os.open(p[k], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.chmod(p[k], 0o600)
+    serial = "0x" + os.urandom(8).hex()
+    steps = [
+        ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", p["ca_key"]],
+        ["openssl", "req", "-config", p["cnf"], "-x509", "-new", "-key", p["ca_key"], "-sha256", "-days", "2",
+         "-subj", "/CN=Gatehouse bench throwaway CA", "-extensions", "v3_ca", "-out", p["ca"]],
+        ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", p["key"]],
+        ["openssl", "req", "-config", p["cnf"], "-new", "-key", p["key"], "-subj", f"/CN={TLS_HOST}",
+         "-out", p["csr"]],
+        ["openssl", "x509", "-req", "-in", p["csr"], "-CA", p["ca"], "-CAkey", p["ca_key"], "-set_serial", serial,
+         "-sha256", "-days", "2", "-extfile", p["cnf"], "-extensions", "v3_leaf", "-out", p["leaf"]],
+    ]
+    for argv in steps:
+        out, rc = tool_output(argv, timeout=30)
+        if rc != 0:
+            raise SetupError(f"certificate generation failed: {' '.join(argv)}\n{out[-1500:]}")
+    with open(p["leaf"]) as f:
+        leaf = f.read()
+    with open(p["ca"]) as f:
+        ca = f.read()
+    with open(p["key"]) as f:
+        key = f.read()
+    with open(p["cert"], "w") as f:
+        f.write(leaf + ca)
+    with open(p["combined"], "w") as f:
+        f.write(leaf + ca + key)
+    for k in ("ca_key", "key", "combined"):
+        os.chmod(p[k], 0o600)
+    return p
+
+
 # --------------------------------------------------------------------------- servers
 
 def nginx_temp_paths(prefix):
@@ -330,8 +409,18 @@ def start_backend(i, tmp, port):
     return start_nginx(f"backend{i}", tmp, http)
 
 
-def start_nginx_proxy(tmp, h1, h2, backends):
+def start_nginx_proxy(tmp, h1, h2, backends, tls_port=None, tls=None):
     servers = "\n        ".join(f"server 127.0.0.1:{p};" for p in backends)
+    tls_conf = ""
+    if tls_port:
+        # session resumption on (shared cache; tickets are on by default), like Gatehouse
+        tls_conf = f"""
+        listen 127.0.0.1:{tls_port} ssl http2 backlog=4096;
+        server_name {TLS_HOST};
+        ssl_certificate {tls['cert']};
+        ssl_certificate_key {tls['key']};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;"""
 
     def http(prefix):
         return f"""http {{
@@ -347,7 +436,7 @@ def start_nginx_proxy(tmp, h1, h2, backends):
     }}
     server {{
         listen 127.0.0.1:{h1} backlog=4096;
-        listen 127.0.0.1:{h2} http2 backlog=4096;
+        listen 127.0.0.1:{h2} http2 backlog=4096;{tls_conf}
         location / {{
             proxy_pass http://b;
             proxy_http_version 1.1;
@@ -359,7 +448,9 @@ def start_nginx_proxy(tmp, h1, h2, backends):
     return start_nginx("nginx", tmp, http)
 
 
-def start_haproxy(tmp, h1, h2, backends):
+def start_haproxy(tmp, h1, h2, backends, tls_port=None, tls=None):
+    tls_global = "\n    ssl-default-bind-options ssl-min-ver TLSv1.2" if tls_port else ""
+    tls_bind = f"\n    bind 127.0.0.1:{tls_port} ssl crt {tls['combined']} alpn h2,http/1.1" if tls_port else ""
     servers = "\n    ".join(f"server s{i} 127.0.0.1:{p}" for i, p in enumerate(backends, 1))
     cfg = os.path.join(tmp, "haproxy.cfg")
     with open(cfg, "w") as f:
@@ -368,7 +459,7 @@ def start_haproxy(tmp, h1, h2, backends):
         f.write(f"""global
     nbthread 1
     maxconn {HAPROXY_MAXCONN}
-    ulimit-n {NOFILE}
+    ulimit-n {NOFILE}{tls_global}
 
 defaults
     mode http
@@ -383,7 +474,7 @@ defaults
 
 frontend bench
     bind 127.0.0.1:{h1}
-    bind 127.0.0.1:{h2} proto h2
+    bind 127.0.0.1:{h2} proto h2{tls_bind}
     default_backend backends
 
 backend backends
@@ -393,8 +484,18 @@ backend backends
     return Proc("haproxy", ["haproxy", "-db", "-f", cfg], tmp)
 
 
-def gatehouse_toml(port, backends):
+def gatehouse_toml(port, backends, tls_port=None, tls=None):
     servers = ", ".join(f'"127.0.0.1:{p}"' for p in backends)
+    tls_listener = tls_site = ""
+    if tls_port:
+        # ALPN h2 + http/1.1 is automatic; `tls` must come before the [[site.route]] sub-table
+        tls_listener = f"""
+[[listener]]
+name = "bench-tls"
+bind = "127.0.0.1:{tls_port}"
+tls = true
+"""
+        tls_site = f'tls = {{ cert = "{tls["cert"]}", key = "{tls["key"]}" }}\n'
     return f"""[server]
 workers = 1
 log_level = "warn"
@@ -403,11 +504,11 @@ access_log = "off"
 [[listener]]
 name = "bench"
 bind = "127.0.0.1:{port}"
-
+{tls_listener}
 [[site]]
 hosts = ["bench.local"]
 default = true
-  [[site.route]]
+{tls_site}  [[site.route]]
   path = "/"
   pool = "backends"
 
@@ -417,16 +518,17 @@ servers = [{servers}]
 """
 
 
-def start_gatehouse(tmp, binary, port, backends):
+def start_gatehouse(tmp, binary, port, backends, tls_port=None, tls=None):
     cfg = os.path.join(tmp, "gatehouse.toml")
     with open(cfg, "w") as f:
-        f.write(gatehouse_toml(port, backends))
+        f.write(gatehouse_toml(port, backends, tls_port, tls))
     return Proc("gatehouse", [binary, "run", "-c", cfg], tmp)
 
 
 class Target:
-    def __init__(self, name, h1_port, h2_port, proc):
+    def __init__(self, name, h1_port, h2_port, proc, tls_port=None):
         self.name, self.h1_port, self.h2_port, self.proc = name, h1_port, h2_port, proc
+        self.tls_port = tls_port
 
     def pids(self):
         return self.proc.pids() if self.proc else []
@@ -461,6 +563,63 @@ def sanity_check(t, h2=True):
         if rc != 0 or not m or int(m.group(1)) != 20:
             raise SetupError(f"{t.name}: h2c check on 127.0.0.1:{t.h2_port} failed (rc {rc}); leave h2c out of "
                              f"--scenarios to run the rest:\n{out[-1500:]}")
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1:port with SNI and certificate name check for TLS_HOST (like curl --resolve)."""
+
+    def __init__(self, port, ctx, timeout):
+        super().__init__(TLS_HOST, port, timeout=timeout, context=ctx)
+        self._ctx = ctx
+
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._ctx.wrap_socket(sock, server_hostname=TLS_HOST)
+
+
+def tls_check(t, tls, h2=True, timeout=10):
+    """Check a contender's TLS listener before measuring: GET / over TLS with the
+    certificate verified against the throwaway CA for bench.local; ALPN offers h2; curl
+    (when installed) the same way; h2load over TLS when tls-h2 is selected."""
+    port = t.tls_port
+    try:
+        ctx = ssl.create_default_context(cafile=tls["ca"])  # check_hostname on: bench.local
+        ctx.set_alpn_protocols(["http/1.1"])
+        conn = _PinnedHTTPS(port, ctx, timeout)
+        try:
+            conn.request("GET", "/", headers={"Host": TLS_HOST})
+            r = conn.getresponse()
+            st, body = r.status, r.read()
+            version = conn.sock.version()
+        finally:
+            conn.close()
+        if st != 200 or body != b"ok\n":
+            raise SetupError(f"{t.name}: GET https://{TLS_HOST}:{port}/ answered {st} {body[:80]!r}, "
+                             f"expected 200 'ok\\n'")
+        ctx2 = ssl.create_default_context(cafile=tls["ca"])
+        ctx2.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", port), timeout) as sock:
+            with ctx2.wrap_socket(sock, server_hostname=TLS_HOST) as ss:
+                alpn = ss.selected_alpn_protocol()
+    except (OSError, http.client.HTTPException) as e:  # ssl.SSLError is an OSError
+        raise SetupError(f"{t.name}: HTTPS request to 127.0.0.1:{port} (SNI {TLS_HOST}, verified against the "
+                         f"bench CA) failed: {e!r}\n--- log tail ---\n{t.proc.log_tail() if t.proc else ''}")
+    if h2 and alpn != "h2":
+        raise SetupError(f"{t.name}: TLS listener 127.0.0.1:{port} did not select h2 via ALPN (got {alpn!r}); "
+                         f"leave tls-h2 out of --scenarios to run the rest")
+    if shutil.which("curl"):
+        out, rc = tool_output(["curl", "-sS", "--max-time", str(timeout), "--cacert", tls["ca"], "--resolve",
+                               f"{TLS_HOST}:{port}:127.0.0.1", f"https://{TLS_HOST}:{port}/"], timeout=timeout + 5)
+        if rc != 0 or out != "ok":
+            raise SetupError(f"{t.name}: curl https://{TLS_HOST}:{port}/ (--cacert bench CA) failed "
+                             f"(rc {rc}): {out[-500:]}")
+    if h2:
+        out, rc = tool_output(["h2load", "-n", "20", "-c", "1", "-m", "1", f"https://127.0.0.1:{port}/"], timeout=20)
+        m = re.search(r"(\d+) succeeded", out)
+        if rc != 0 or not m or int(m.group(1)) != 20:
+            raise SetupError(f"{t.name}: h2-over-TLS check on 127.0.0.1:{port} failed (rc {rc}); leave tls-h2 "
+                             f"out of --scenarios to run the rest:\n{out[-1500:]}")
+    return version, alpn
 
 
 # --------------------------------------------------------------------------- load tools
@@ -525,6 +684,22 @@ def parse_h2load(out, log_file):
     return r
 
 
+def parse_tlshs(out):
+    """bench/tls_handshakes.py prints one JSON object (last line of stdout)."""
+    r = {"rps": None, "requests": None, "errors": None, "p50_ms": None, "p99_ms": None}
+    for line in reversed(out.splitlines()):
+        if line.startswith("{"):
+            try:
+                j = json.loads(line)
+            except ValueError:
+                break
+            r.update(rps=j.get("rps"), requests=j.get("handshakes"), errors=j.get("errors"),
+                     p50_ms=j.get("p50_ms"), p99_ms=j.get("p99_ms"), resumed=j.get("resumed"),
+                     error_kinds=j.get("error_kinds"), tls_versions=j.get("tls_versions"))
+            break
+    return r
+
+
 def percentile(sorted_vals, p):
     if not sorted_vals:
         return None
@@ -535,12 +710,18 @@ def percentile(sorted_vals, p):
 def load_command(scn, port, duration, smoke, tmp):
     s = SCENARIOS[scn]
     conns = s["smoke_conns"] if smoke else s["conns"]
-    url = f"http://127.0.0.1:{port}{s['path']}"
+    url = f"{'https' if s.get('tls') else 'http'}://127.0.0.1:{port}{s['path']}"
     if s["tool"] == "wrk":
         argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"]
         if s.get("close"):
             argv += ["-H", "Connection: close"]
+        if s.get("host"):
+            argv += ["-H", f"Host: {s['host']}"]
         return argv + [url], None
+    if s["tool"] == "tlshs":
+        procs = min(s["procs"], os.cpu_count() or 1, conns)
+        return [sys.executable, os.path.join(HERE, "tls_handshakes.py"), str(port), f"--conns={conns}",
+                f"--procs={procs}", f"--duration={duration}", f"--host={TLS_HOST}", f"--path={s['path']}"], None
     streams = s["smoke_streams"] if smoke else s["streams"]
     log_file = os.path.join(tmp, "h2load-requests.log")
     return ["h2load", f"-c{conns}", f"-m{streams}", "-D", str(duration), f"--log-file={log_file}", url], log_file
@@ -548,7 +729,11 @@ def load_command(scn, port, duration, smoke, tmp):
 
 def run_one(target, scn, duration, smoke, tmp):
     """One measured run: load tool against target, CPU/RSS of target's processes."""
-    port = target.h2_port if SCENARIOS[scn]["tool"] == "h2load" else target.h1_port
+    tool = SCENARIOS[scn]["tool"]
+    if SCENARIOS[scn].get("tls"):
+        port = target.tls_port
+    else:
+        port = target.h2_port if tool == "h2load" else target.h1_port
     argv, log_file = load_command(scn, port, duration, smoke, tmp)
     if log_file and os.path.exists(log_file):
         os.unlink(log_file)
@@ -565,7 +750,14 @@ def run_one(target, scn, duration, smoke, tmp):
         rc = "timeout"
     wall = time.monotonic() - t0
     res = {"scenario": scn, "contender": target.name, "cmd": " ".join(argv), "rc": rc, "wall_s": round(wall, 3)}
-    res.update(parse_wrk(out) if log_file is None else parse_h2load(out, log_file))
+    if tool == "wrk":
+        res.update(parse_wrk(out))
+    elif tool == "h2load":
+        res.update(parse_h2load(out, log_file))
+    else:
+        res.update(parse_tlshs(out))
+        if res.get("resumed"):
+            res["error"] = f"{res['resumed']} TLS session(s) resumed: not full handshakes"
     if target.proc is not None:
         after_pids = target.pids()
         cpu = 0
@@ -718,7 +910,10 @@ def machine_info(gatehouse_bin, contenders):
         if shutil.which("haproxy") else None,
         "wrk": tool_output(["wrk", "-v"])[0].splitlines()[0].split(" Copyright")[0].replace(" [epoll]", ""),
         "h2load": tool_output(["h2load", "--version"])[0],
+        "python_ssl": ssl.OPENSSL_VERSION,
     }
+    if shutil.which("openssl"):
+        info["openssl"] = tool_output(["openssl", "version"])[0].splitlines()[0].split(" (Library")[0]
     head, rc = tool_output(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
     if rc == 0:
         dirty, _ = tool_output(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
@@ -741,6 +936,9 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
     tools = [f"nginx {info['nginx']}", f"HAProxy {info['haproxy']}", info["wrk"], info["h2load"]]
     if "gatehouse" in contenders:
         tools.insert(0, f"Gatehouse {info.get('gatehouse') or ''} (commit {info.get('gatehouse_commit', '?')})")
+    tls_scns = [s for s in scenarios if SCENARIOS[s].get("tls")]
+    if tls_scns:
+        tools.append(f"{info.get('openssl') or '?'} (certificates; clients use {info.get('python_ssl')})")
     L.append(f"- Versions: {', '.join(t.strip() for t in tools)}")
     if "/debug/" in (info.get("gatehouse_bin") or ""):
         L.append(f"- **Warning: Gatehouse is a debug build ({info['gatehouse_bin']}): its figures mean nothing.**")
@@ -819,6 +1017,39 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
              " RSS sums count pages shared between processes (nginx master/worker) once per process; "
              "PSS (smaps_rollup) splits them. KiB per conn = RSS growth / connections."
              " The load generator, the two backends and the proxy share the machine's CPUs.")
+    if tls_scns:
+        def conns(scn):
+            return SCENARIOS[scn]["smoke_conns" if params["smoke"] else "conns"]
+
+        def streams(scn):
+            return SCENARIOS[scn]["smoke_streams" if params["smoke"] else "streams"]
+
+        versions = {}
+        for r in runs:
+            for v, n in (r.get("tls_versions") or {}).items():
+                versions[v] = versions.get(v, 0) + n
+        L.append("")
+        notes = ["TLS: each contender has one more listener on 127.0.0.1 with TLS (1.2 and 1.3), ALPN h2 + "
+                 "http/1.1 and session resumption on (nginx `ssl_session_cache shared:SSL:10m` + tickets, "
+                 "HAProxy defaults, Gatehouse tickets + session cache), a throwaway ECDSA P-256 certificate "
+                 f"for `{TLS_HOST}` (leaf + CA chain) made per run with `openssl`, the same plain-HTTP "
+                 "backends and pool."]
+        if "tls-keepalive" in tls_scns:
+            notes.append(f"`tls-keepalive`: `wrk -t1 -c{conns('tls-keepalive')} --latency -H 'Host: {TLS_HOST}' "
+                         f"https://127.0.0.1:PORT/` (wrk sends the IP as SNI).")
+        if "tls-handshake" in tls_scns:
+            vs = ", ".join(f"{v} {n:,}" for v, n in sorted(versions.items())) or "—"
+            notes.append(f"`tls-handshake`: req/s is **full TLS handshakes per second**: `bench/tls_handshakes.py "
+                         f"--conns {conns('tls-handshake')} --procs {min(2, os.cpu_count() or 1)}` (Python `ssl`, "
+                         f"non-blocking) opens a new TCP + TLS connection per request (SNI `{TLS_HOST}`, "
+                         f"`GET /` with `Connection: close`) and never offers a session, so no handshake is "
+                         f"resumed (checked per run; wrk and h2load do resume when they reconnect). Its p50/p99 "
+                         f"include TCP connect and the handshake. The client's own handshake work takes much "
+                         f"of the CPUs, so compare CPU µs/req. Negotiated: {vs}.")
+        if "tls-h2" in tls_scns:
+            notes.append(f"`tls-h2`: `h2load -c{conns('tls-h2')} -m{streams('tls-h2')} -D S "
+                         f"https://127.0.0.1:PORT/` (h2 via ALPN, no SNI).")
+        L.append(" ".join(notes))
     return "\n".join(L)
 
 
@@ -840,7 +1071,13 @@ the same two backends, the same load, the same configuration shape.
   * `h1-c256` — 256 keep-alive connections;
   * `h1-newconn` — `Connection: close`, a new TCP connection per request, 32 at a time;
   * `h1-1MiB` — 16 connections fetching the 1 MiB file;
-  * `h2c` — `h2load -c16 -m10`, h2c prior knowledge.
+  * `h2c` — `h2load -c16 -m10`, h2c prior knowledge;
+  * `tls-keepalive` — HTTPS keep-alive, 64 connections (`wrk`);
+  * `tls-handshake` — full TLS handshakes per second: a new TLS connection per request,
+    no session resumption, 16 at a time (`bench/tls_handshakes.py`);
+  * `tls-h2` — `h2load -c16 -m10`, h2 over TLS (ALPN).
+  TLS listeners: TLS 1.2 + 1.3, session resumption on, a throwaway ECDSA P-256
+  certificate for `bench.local` made per run with `openssl`.
 * Per run: requests/s, p50 and p99 latency, CPU seconds used by the contender's
   processes (utime+stime from `/proc/PID/stat`), peak RSS (VmHWM). Once per
   contender: RSS with 10,000 idle keep-alive client connections.
@@ -853,14 +1090,14 @@ the same two backends, the same load, the same configuration shape.
 ## How to run
 
 ```sh
-bench/run.sh            # full run (3 rounds x 10 s, ~10 minutes), rewrites the results below
+bench/run.sh            # full run (3 rounds x 10 s, ~15 minutes), rewrites the results below
 bench/run.sh --smoke    # seconds; prints the table, leaves this file alone
 bench/run.sh --rounds 5 --duration 20 --scenarios h1-c64,h2c --contenders gatehouse,nginx
 GATEHOUSE_BIN=/path/to/gatehouse bench/run.sh   # skip `cargo build --release -p gatehouse`
 ```
 
 `bench/run.sh` installs what is missing with apt-get (nginx, haproxy, wrk,
-nghttp2-client), builds Gatehouse, runs `bench/bench.py` and writes the results
+nghttp2-client, openssl), builds Gatehouse, runs `bench/bench.py` and writes the results
 section below. Raw results (JSON, tool outputs) go to `bench/results/`
 (not committed). See `bench/README.md` for all options.
 
@@ -947,8 +1184,10 @@ def preflight(a):
     need = ["nginx", "wrk"]
     if "haproxy" in a.contenders:
         need.append("haproxy")
-    if "h2c" in a.scenarios:
+    if "h2c" in a.scenarios or "tls-h2" in a.scenarios:
         need.append("h2load")
+    if any(SCENARIOS[s].get("tls") for s in a.scenarios):
+        need.append("openssl")  # the throwaway CA and certificate
     missing = [t for t in need if not shutil.which(t)]
     if missing:
         raise SetupError(f"missing tools: {', '.join(missing)} (bench/run.sh installs them with apt-get)")
@@ -1002,9 +1241,16 @@ def main(argv=None):
     started = datetime.datetime.now()
     try:
         try:
-            p_b1, p_b2, p_ng1, p_ng2, p_ha1, p_ha2, p_gh = free_ports(7)
+            p_b1, p_b2, p_ng1, p_ng2, p_ha1, p_ha2, p_gh, p_ng_tls, p_ha_tls, p_gh_tls = free_ports(10)
             backends = [p_b1, p_b2]
             log(f"bench: temp dir {tmp}; backends on 127.0.0.1:{p_b1}, 127.0.0.1:{p_b2}")
+            tls = None
+            tls_scns = [s for s in a.scenarios if SCENARIOS[s].get("tls")]
+            if tls_scns:
+                tls = make_tls(tmp)
+                log(f"bench: TLS: throwaway CA + ECDSA P-256 certificate for {TLS_HOST} in {os.path.dirname(tls['cert'])}")
+            else:
+                p_ng_tls = p_ha_tls = p_gh_tls = None
             b1 = start_backend(1, tmp, p_b1)
             b2 = start_backend(2, tmp, p_b2)
             wait_port(p_b1, b1)
@@ -1014,17 +1260,26 @@ def main(argv=None):
             targets = []
             for c in a.contenders:
                 if c == "gatehouse":
-                    t = Target(c, p_gh, p_gh, start_gatehouse(tmp, a.gatehouse_bin, p_gh, backends))
+                    t = Target(c, p_gh, p_gh, start_gatehouse(tmp, a.gatehouse_bin, p_gh, backends, p_gh_tls, tls),
+                               p_gh_tls)
                 elif c == "nginx":
-                    t = Target(c, p_ng1, p_ng2, start_nginx_proxy(tmp, p_ng1, p_ng2, backends))
+                    t = Target(c, p_ng1, p_ng2, start_nginx_proxy(tmp, p_ng1, p_ng2, backends, p_ng_tls, tls),
+                               p_ng_tls)
                 else:
-                    t = Target(c, p_ha1, p_ha2, start_haproxy(tmp, p_ha1, p_ha2, backends))
+                    t = Target(c, p_ha1, p_ha2, start_haproxy(tmp, p_ha1, p_ha2, backends, p_ha_tls, tls),
+                               p_ha_tls)
                 wait_port(t.h1_port, t.proc)
                 if t.h2_port != t.h1_port:
                     wait_port(t.h2_port, t.proc)
+                if t.tls_port:
+                    wait_port(t.tls_port, t.proc)
                 sanity_check(t, h2="h2c" in a.scenarios)
+                tls_info = ""
+                if t.tls_port:
+                    version, alpn = tls_check(t, tls, h2="tls-h2" in a.scenarios)
+                    tls_info = f", TLS on {t.tls_port} ({version}, ALPN {alpn})"
                 log(f"bench: {DISPLAY[c]} ready on 127.0.0.1:{t.h1_port}"
-                    + (f" (h2c on {t.h2_port})" if t.h2_port != t.h1_port else " (h1 + h2c)")
+                    + (f" (h2c on {t.h2_port})" if t.h2_port != t.h1_port else " (h1 + h2c)") + tls_info
                     + f", pids {t.pids()}, threads {sum_kib(t.pids(), 'Threads')}")
                 targets.append(t)
         except SetupError as e:
@@ -1037,6 +1292,10 @@ def main(argv=None):
                 subprocess.run(["wrk", "-t1", "-c16", f"-d{max(1, int(a.warmup))}s",
                                 f"http://127.0.0.1:{t.h1_port}/"], stdin=subprocess.DEVNULL,
                                capture_output=True, timeout=a.warmup + 30)
+                if t.tls_port:
+                    subprocess.run(["wrk", "-t1", "-c16", f"-d{max(1, int(a.warmup))}s", "-H", f"Host: {TLS_HOST}",
+                                    f"https://127.0.0.1:{t.tls_port}/"], stdin=subprocess.DEVNULL,
+                                   capture_output=True, timeout=a.warmup + 30)
 
         with_direct = not a.no_direct and "h1-c64" in a.scenarios
         total = a.rounds * (len(a.scenarios) * len(targets) + (1 if with_direct else 0))
@@ -1054,7 +1313,7 @@ def main(argv=None):
                     r = run_one(t, scn, a.duration, a.smoke, tmp)
                     r["round"] = rnd
                     runs.append(r)
-                    msg = (f"[{n}/{total}] round {rnd} {scn:<10} {DISPLAY[t.name]:<17} "
+                    msg = (f"[{n}/{total}] round {rnd} {scn:<13} {DISPLAY[t.name]:<17} "
                            f"{fmt(r.get('rps'), 'rps'):>9} req/s  p50 {fmt(r.get('p50_ms'), 'ms')} ms  "
                            f"p99 {fmt(r.get('p99_ms'), 'ms')} ms  cpu {fmt(r.get('cpu_s'), 's')} s  "
                            f"errors {r.get('errors')}")

@@ -5,7 +5,8 @@
 #                [--contenders gatehouse,nginx,haproxy] [other bench.py options]
 #
 # 1. installs what is missing with apt-get (nginx-light or nginx, haproxy, wrk,
-#    nghttp2-client for h2load, python3), running `apt-get update` once first;
+#    nghttp2-client for h2load, openssl for the TLS scenarios' throwaway
+#    certificates, python3), running `apt-get update` once first;
 # 2. builds Gatehouse (`cargo build --release -p gatehouse`) unless GATEHOUSE_BIN
 #    points at a binary, or gatehouse is not among --contenders;
 # 3. runs bench/bench.py, which starts the backends and contenders, runs the load,
@@ -21,7 +22,7 @@ root="$(dirname "$here")"
 die() { echo "bench/run.sh: error: $*" >&2; exit 2; }
 
 if [[ " $* " == *" -h "* || " $* " == *" --help "* ]]; then
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     echo
     exec python3 "$here/bench.py" --help
 fi
@@ -31,16 +32,20 @@ if command -v python3 >/dev/null; then
     python3 "$here/bench.py" --check-args "$@" || exit 2
 fi
 
-# Which contenders? (needed to decide whether to build Gatehouse / install HAProxy)
+# Which contenders and scenarios? (to decide whether to build Gatehouse / install
+# HAProxy / openssl)
 contenders="gatehouse,nginx,haproxy"
+scenarios="tls-"  # default: all scenarios, TLS ones included
 user_bin=""
 prev=""
 for arg in "$@"; do
     case "$arg" in
         --contenders=*) contenders="${arg#--contenders=}" ;;
+        --scenarios=*) scenarios="${arg#--scenarios=}" ;;
         --gatehouse-bin=*) user_bin="${arg#--gatehouse-bin=}" ;;
     esac
     if [[ "$prev" == "--contenders" ]]; then contenders="$arg"; fi
+    if [[ "$prev" == "--scenarios" ]]; then scenarios="$arg"; fi
     if [[ "$prev" == "--gatehouse-bin" ]]; then user_bin="$arg"; fi
     prev="$arg"
 done
@@ -87,6 +92,7 @@ command -v nginx   >/dev/null || apt_install nginx-light nginx
 command -v wrk     >/dev/null || apt_install wrk
 command -v h2load  >/dev/null || apt_install nghttp2-client
 if has haproxy; then command -v haproxy >/dev/null || apt_install haproxy; fi
+if [[ "$scenarios" == *tls-* ]]; then command -v openssl >/dev/null || apt_install openssl; fi
 # The packaged services may have been started anyway (no policy-rc.d support): they
 # listen on port 80 only and do not take part in the benchmark.
 cleanup_policy

@@ -106,6 +106,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
             out.push(Change::ServerSetting { key, restart });
         }
     };
+    setting(old.acme != new.acme, "acme", false);
     setting(o.workers != n.workers, "workers", true);
     setting(o.log_level != n.log_level, "log_level", true);
     setting(o.admin != n.admin, "admin", true);

@@ -10,8 +10,43 @@ use std::time::Duration;
 pub struct Config {
     pub server: Server,
     pub listeners: Vec<Listener>,
+    pub acme: Option<Acme>,
     pub sites: Vec<Site>,
     pub pools: BTreeMap<String, Pool>,
+}
+
+/// `[acme]`: automatic certificates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acme {
+    pub email: Option<String>,
+    /// The directory URL ("letsencrypt" and "letsencrypt-staging" already resolved).
+    pub directory: String,
+    pub ca_root: Option<std::path::PathBuf>,
+    pub challenge: AcmeChallenge,
+    pub storage: std::path::PathBuf,
+    /// `None` = auto (a third of the lifetime left).
+    pub renew_before: Option<Duration>,
+    pub check_interval: Duration,
+    pub retry_initial: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    Http01,
+    TlsAlpn01,
+}
+
+impl Site {
+    /// The names an ACME certificate for this site covers (its exact hosts).
+    pub fn exact_hosts(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter_map(|h| match h {
+                HostPattern::Exact(n) => Some(n.clone()),
+                HostPattern::Wildcard(_) => None,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +117,8 @@ pub enum SiteTls {
         cert: std::path::PathBuf,
         key: std::path::PathBuf,
     },
+    /// Obtained and renewed by the ACME manager.
+    Acme,
 }
 
 impl HostPattern {
@@ -218,4 +255,9 @@ pub mod defaults {
     pub const MAX_WEIGHT: u32 = 1000;
     pub const REDIRECT_STATUS: u16 = 308;
     pub const RESPOND_STATUS: u16 = 200;
+    pub const ACME_STORAGE: &str = "certs/acme";
+    pub const ACME_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+    pub const ACME_RETRY_INITIAL: Duration = Duration::from_secs(60);
+    pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+    pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 }

@@ -53,12 +53,15 @@ pub struct RawListener {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAcme {
-    pub email: Option<String>,
-    pub directory: Option<String>,
-    pub ca_root: Option<String>,
-    pub challenge: Option<String>,
-    pub storage: Option<String>,
-    pub renew_before: Option<String>,
+    pub email: Option<Spanned<String>>,
+    pub directory: Option<Spanned<String>>,
+    pub ca_root: Option<Spanned<String>>,
+    pub challenge: Option<Spanned<String>>,
+    pub storage: Option<Spanned<String>>,
+    pub renew_before: Option<Spanned<String>>,
+    // Gatehouse additions.
+    pub check_interval: Option<Spanned<String>>,
+    pub retry_initial: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -178,9 +178,7 @@ pub fn validate(raw: RawConfig, _source: &str) -> Result<Config, Vec<Diagnostic>
 
     let server = check_server(&mut c, &raw.server);
     let listeners = check_listeners(&mut c, &raw.listeners, server.tls_min_version);
-    if let Some(acme) = &raw.acme {
-        c.not_yet(acme.span(), "acme", "ACME (automatic certificates)");
-    }
+    let acme = raw.acme.as_ref().map(|a| check_acme(&mut c, a.get_ref()));
     for (i, s) in raw.streams.iter().enumerate() {
         c.not_yet(s.span(), &format!("stream[{i}]"), "L4 stream forwarding");
     }
@@ -192,6 +190,7 @@ pub fn validate(raw: RawConfig, _source: &str) -> Result<Config, Vec<Diagnostic>
         Ok(Config {
             server,
             listeners,
+            acme,
             sites,
             pools,
         })
@@ -795,10 +794,7 @@ fn check_sites(
 fn check_site_tls(c: &mut Checker, t: &Spanned<toml::Value>, site_key: &str) -> Option<SiteTls> {
     let key = format!("{site_key}.tls");
     match t.get_ref() {
-        toml::Value::String(s) if s == "acme" => {
-            c.not_yet(t.span(), &key, "tls = \"acme\" (automatic certificates)");
-            None
-        }
+        toml::Value::String(s) if s == "acme" => Some(SiteTls::Acme),
         toml::Value::Table(tab) => {
             if let Some(unknown) = tab.keys().find(|k| !matches!(k.as_str(), "cert" | "key")) {
                 c.err(
@@ -837,6 +833,76 @@ fn check_site_tls(c: &mut Checker, t: &Spanned<toml::Value>, site_key: &str) -> 
     }
 }
 
+fn check_acme(c: &mut Checker, a: &RawAcme) -> Acme {
+    let directory = match a.directory.as_ref().map(|d| (d, d.get_ref().as_str())) {
+        None | Some((_, "letsencrypt")) => defaults::LETSENCRYPT.to_string(),
+        Some((_, "letsencrypt-staging")) => defaults::LETSENCRYPT_STAGING.to_string(),
+        Some((_, url)) if url.starts_with("https://") || url.starts_with("http://") => {
+            url.to_string()
+        }
+        Some((d, other)) => {
+            c.err(d.span(), "acme.directory", format!("{other:?}: expected \"letsencrypt\", \"letsencrypt-staging\" or an https:// directory URL"));
+            String::new()
+        }
+    };
+    let challenge = match a.challenge.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "tls-alpn-01")) => AcmeChallenge::TlsAlpn01,
+        Some((_, "http-01")) => AcmeChallenge::Http01,
+        Some((v, other)) => {
+            c.err(v.span(), "acme.challenge", format!("{other:?}: expected \"tls-alpn-01\" or \"http-01\" (dns-01 is not supported yet)"));
+            AcmeChallenge::TlsAlpn01
+        }
+    };
+    let ca_root = a
+        .ca_root
+        .as_ref()
+        .filter(|p| !p.get_ref().is_empty())
+        .map(|p| {
+            if !std::path::Path::new(p.get_ref()).is_file() {
+                c.err(
+                    p.span(),
+                    "acme.ca_root",
+                    format!("{:?} is not a readable file", p.get_ref()),
+                );
+            }
+            std::path::PathBuf::from(p.get_ref())
+        });
+    let renew_before = match &a.renew_before {
+        None => None,
+        Some(v) if v.get_ref() == "auto" => None,
+        Some(v) => Some(c.duration(
+            &Some(v.clone()),
+            "acme.renew_before",
+            std::time::Duration::ZERO,
+        )),
+    };
+    Acme {
+        email: a
+            .email
+            .as_ref()
+            .map(|e| e.get_ref().clone())
+            .filter(|e| !e.is_empty()),
+        directory,
+        ca_root,
+        challenge,
+        storage: a
+            .storage
+            .as_ref()
+            .map_or_else(|| defaults::ACME_STORAGE.into(), |s| s.get_ref().into()),
+        renew_before,
+        check_interval: c.duration(
+            &a.check_interval,
+            "acme.check_interval",
+            defaults::ACME_CHECK_INTERVAL,
+        ),
+        retry_initial: c.duration(
+            &a.retry_initial,
+            "acme.retry_initial",
+            defaults::ACME_RETRY_INITIAL,
+        ),
+    }
+}
+
 /// TLS listeners need a certificate to serve; redirect_https needs a TLS listener to send clients to.
 fn check_tls_coherence(c: &mut Checker, raw: &RawConfig, listeners: &[Listener], sites: &[Site]) {
     let any_cert = sites.iter().any(|s| s.tls.is_some());
@@ -851,6 +917,40 @@ fn check_tls_coherence(c: &mut Checker, raw: &RawConfig, listeners: &[Listener],
         }
     }
     let has_tls_listener = listeners.iter().any(|l| l.tls.is_some());
+    for (i, s) in sites.iter().enumerate() {
+        if s.tls != Some(SiteTls::Acme) {
+            continue;
+        }
+        let span = raw
+            .sites
+            .get(i)
+            .and_then(|r| r.get_ref().tls.as_ref())
+            .map(|v| v.span());
+        if raw.acme.is_none() {
+            c.diags.push(Diagnostic::new(
+                span.clone(),
+                format!("site[{i}].tls"),
+                "tls = \"acme\" needs an [acme] section",
+            ));
+        }
+        if s.hosts
+            .iter()
+            .any(|h| matches!(h, HostPattern::Wildcard(_)))
+        {
+            c.diags.push(Diagnostic::new(
+                span.clone(),
+                format!("site[{i}].tls"),
+                "a wildcard host needs the DNS-01 challenge, which is not supported yet: list exact names, or use tls = { cert, key }",
+            ));
+        }
+        if s.exact_hosts().is_empty() {
+            c.diags.push(Diagnostic::new(
+                span,
+                format!("site[{i}].tls"),
+                "an ACME certificate needs at least one exact host name",
+            ));
+        }
+    }
     for (i, s) in sites.iter().enumerate() {
         if s.redirect_https && !has_tls_listener {
             let span = raw

@@ -11,7 +11,7 @@ use crate::upstream::ConnKey;
 use arc_swap::ArcSwap;
 use gatehouse_balance::{Registry, ServerState};
 use gatehouse_config::Config;
-use gatehouse_tls::{CertManager, MinVersion, SiteCert};
+use gatehouse_tls::{CertManager, Http01Tokens, MinVersion, SiteCert};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -36,6 +36,8 @@ pub struct Proxy {
     certs: CertManager,
     /// The listeners' rustls configs, built once so session-ticket keys outlive reloads.
     tls: TlsServers,
+    /// HTTP-01 answers published by the ACME manager, served on plain listeners.
+    http01: Arc<Http01Tokens>,
     tracker: Arc<Tracker>,
     shutdown: watch::Sender<bool>,
     generation: AtomicU64,
@@ -86,8 +88,17 @@ impl Proxy {
         let prepared = certs
             .prepare(&site_certs(&config))
             .map_err(std::io::Error::other)?;
-        let snap = snapshot::compile(Arc::new(config), 1, &servers, &conns, workers.len(), &tls)
-            .map_err(std::io::Error::other)?;
+        let http01 = Arc::new(Http01Tokens::default());
+        let snap = snapshot::compile(
+            Arc::new(config),
+            1,
+            &servers,
+            &conns,
+            workers.len(),
+            &tls,
+            &http01,
+        )
+        .map_err(std::io::Error::other)?;
         certs.commit(prepared);
         let (shutdown, _) = watch::channel(false);
         let proxy = Arc::new(Proxy {
@@ -96,6 +107,7 @@ impl Proxy {
             conns,
             certs,
             tls,
+            http01,
             tracker: Arc::new(Tracker::default()),
             shutdown,
             generation: AtomicU64::new(1),
@@ -133,6 +145,7 @@ impl Proxy {
             &self.conns,
             self.workers.len(),
             &self.tls,
+            &self.http01,
         )
         .map_err(std::io::Error::other)?;
         let config = snap.config.clone();
@@ -199,6 +212,11 @@ impl Proxy {
     /// Re-reads certificate files that changed (all of them with `force`); returns how many pairs were swapped.
     pub fn refresh_certificates(&self, force: bool) -> usize {
         self.certs.refresh(force)
+    }
+
+    /// Where the ACME manager publishes HTTP-01 answers.
+    pub fn http01(&self) -> Arc<Http01Tokens> {
+        self.http01.clone()
     }
 
     /// The certificate manager (status pages, ACME).
@@ -296,7 +314,9 @@ fn site_certs(config: &Config) -> Vec<SiteCert> {
         .sites
         .iter()
         .filter_map(|site| {
-            let gatehouse_config::SiteTls::Files { cert, key } = site.tls.as_ref()?;
+            let Some(gatehouse_config::SiteTls::Files { cert, key }) = &site.tls else {
+                return None; // ACME sites are served by the ACME manager
+            };
             Some(SiteCert {
                 hosts: site.hosts.iter().map(|h| h.as_config()).collect(),
                 default: site.default,

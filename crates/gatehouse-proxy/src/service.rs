@@ -53,6 +53,23 @@ async fn route_request(
     // 1. Framing and Host: ambiguous framing → 400; the host from the request target (h2 :authority,
     //    absolute-form) or the Host header, case and port ignored.
     check_framing(&req, conn)?;
+    // 0. ACME HTTP-01 challenges, on plain HTTP, before any route, redirect or access rule.
+    if conn.sni.is_none() {
+        if let Some(token) = req
+            .uri()
+            .path()
+            .strip_prefix("/.well-known/acme-challenge/")
+        {
+            if let Some(answer) = snap.http01.get(token) {
+                let mut resp = Response::new(ResponseBody::full(answer.into()));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                return Ok(resp);
+            }
+        }
+    }
     let host = request_host(&req)?;
     // 2. Site by host (exact, wildcard, default) → 404 when none.
     let site = snap.sites.lookup(&host).ok_or(ProxyError::NoRoute)?;

@@ -33,6 +33,8 @@ pub struct Snapshot {
     /// Per listener (by configured bind address): its TLS settings, `None` for plain HTTP.
     pub listener_tls:
         std::collections::HashMap<std::net::SocketAddr, Option<Arc<rustls::ServerConfig>>>,
+    /// ACME HTTP-01 answers (shared, outside the config).
+    pub http01: Arc<gatehouse_tls::Http01Tokens>,
     /// The port of the first TLS listener, for redirect_https.
     pub https_port: Option<u16>,
     /// hyper's server settings, shared by the connections accepted under this snapshot.
@@ -122,6 +124,7 @@ pub fn compile(
     conns: &Registry<ConnPool, ConnKey>,
     workers: usize,
     tls: &TlsServers,
+    http01: &Arc<gatehouse_tls::Http01Tokens>,
 ) -> Result<Snapshot, String> {
     let pools: BTreeMap<String, Arc<PoolRt>> = config
         .pools
@@ -273,6 +276,7 @@ pub fn compile(
         .map(|l| l.bind.port());
 
     Ok(Snapshot {
+        http01: http01.clone(),
         listener_tls,
         https_port,
         generation,

@@ -9,12 +9,14 @@
 //! * [`server`] and [`client`] build the rustls configs for listeners and for HTTPS upstreams.
 
 pub mod certificate;
+pub mod challenge;
 pub mod client;
 pub mod manager;
 pub mod server;
 pub mod store;
 
 pub use certificate::{CertError, LoadedCert};
+pub use challenge::Http01Tokens;
 pub use manager::{CertManager, SiteCert};
 pub use store::CertStore;
 

@@ -45,6 +45,8 @@ pub struct Prepared(Vec<Entry>);
 pub struct CertManager {
     store: Arc<CertStore>,
     entries: Mutex<Vec<Entry>>,
+    /// Certificates obtained by ACME, by site id (its first host): hosts, default flag, certificate.
+    managed: Mutex<Managed>,
 }
 
 impl CertManager {
@@ -75,7 +77,32 @@ impl CertManager {
     pub fn commit(&self, prepared: Prepared) {
         let mut entries = self.lock();
         *entries = prepared.0;
-        self.store.replace(build_map(&entries));
+        self.store.replace(build_map(&entries, &self.managed()));
+    }
+
+    /// Serves an ACME-obtained certificate for a site from the next handshake on.
+    pub fn install_managed(&self, id: &str, hosts: Vec<String>, default: bool, cert: LoadedCert) {
+        let entries = self.lock();
+        let mut managed = self.managed();
+        managed.insert(id.to_string(), (hosts, default, cert));
+        self.store.replace(build_map(&entries, &managed));
+    }
+
+    /// Stops serving ACME certificates of sites not in `keep` (sites removed by a reload).
+    pub fn retain_managed(&self, keep: &[String]) {
+        let entries = self.lock();
+        let mut managed = self.managed();
+        managed.retain(|id, _| keep.contains(id));
+        self.store.replace(build_map(&entries, &managed));
+    }
+
+    /// The ACME certificate serving for a site id, if any.
+    pub fn managed_cert(&self, id: &str) -> Option<LoadedCert> {
+        self.managed().get(id).map(|(_, _, c)| c.clone())
+    }
+
+    fn managed(&self) -> std::sync::MutexGuard<'_, Managed> {
+        self.managed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Re-reads pairs whose files changed (every pair with `force`). Returns how many were swapped in.
@@ -100,7 +127,7 @@ impl CertManager {
             }
         }
         if swapped > 0 {
-            self.store.replace(build_map(&entries));
+            self.store.replace(build_map(&entries, &self.managed()));
         }
         swapped
     }
@@ -118,20 +145,27 @@ impl CertManager {
     }
 }
 
-fn build_map(entries: &[Entry]) -> CertMap {
+/// Certificates obtained by ACME: site id → (hosts, default flag, certificate).
+type Managed = std::collections::BTreeMap<String, (Vec<String>, bool, LoadedCert)>;
+
+fn build_map(entries: &[Entry], managed: &Managed) -> CertMap {
     let mut map = CertMap::default();
-    for e in entries {
-        for host in &e.site.hosts {
+    let files = entries
+        .iter()
+        .map(|e| (&e.site.hosts, e.site.default, &e.loaded));
+    let acme = managed
+        .values()
+        .map(|(hosts, default, cert)| (hosts, *default, cert));
+    for (hosts, default, cert) in files.chain(acme) {
+        for host in hosts {
             let host = host.to_ascii_lowercase();
             match host.strip_prefix('*') {
-                Some(suffix) => map
-                    .wildcard
-                    .insert(suffix.to_string(), e.loaded.key.clone()),
-                None => map.exact.insert(host, e.loaded.key.clone()),
+                Some(suffix) => map.wildcard.insert(suffix.to_string(), cert.key.clone()),
+                None => map.exact.insert(host, cert.key.clone()),
             };
         }
-        if e.site.default {
-            map.default = Some(e.loaded.key.clone());
+        if default {
+            map.default = Some(cert.key.clone());
         }
     }
     map

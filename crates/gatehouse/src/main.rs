@@ -1,5 +1,6 @@
 //! `gatehouse`: the command line. `run` serves in the foreground; `check` validates a config and exits.
 
+mod acme;
 mod cli;
 mod logging;
 mod reload;

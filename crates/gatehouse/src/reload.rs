@@ -39,7 +39,8 @@ impl Reloader {
         }
     }
 
-    pub async fn check(&mut self, trigger: Trigger) {
+    /// Looks at the file; returns true when a new config was applied.
+    pub async fn check(&mut self, trigger: Trigger) -> bool {
         let generation = self.proxy.generation();
         let bytes = match tokio::fs::read(&self.path).await {
             Ok(b) => b,
@@ -50,12 +51,12 @@ impl Reloader {
                 }
                 self.last_error = Some(msg);
                 self.last_seen = None;
-                return;
+                return false;
             }
         };
         self.last_error = None;
         if trigger != Trigger::Signal && self.last_seen.as_deref() == Some(bytes.as_slice()) {
-            return;
+            return false;
         }
         self.last_seen = Some(bytes.clone());
         let origin = self.path.display().to_string();
@@ -68,14 +69,17 @@ impl Reloader {
         .unwrap_or_else(|e| Err(format!("config parser failed: {e}")));
         match parsed {
             Ok(config) => self.apply(config, trigger),
-            Err(e) => tracing::error!(
-                generation,
-                "config rejected; the running config keeps serving:\n{e}"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    generation,
+                    "config rejected; the running config keeps serving:\n{e}"
+                );
+                false
+            }
         }
     }
 
-    fn apply(&self, config: Config, trigger: Trigger) {
+    fn apply(&self, config: Config, trigger: Trigger) -> bool {
         let old = self.proxy.snapshot().config.clone();
         let changes = diff(&old, &config);
         if changes.is_empty() && trigger != Trigger::Signal {
@@ -83,18 +87,22 @@ impl Reloader {
                 generation = self.proxy.generation(),
                 "config file changed, its meaning did not; nothing to apply"
             );
-            return;
+            return false;
         }
         let listed: Vec<String> = changes.iter().map(ToString::to_string).collect();
         match self.proxy.reload(config) {
-            Ok(report) => tracing::info!(
-                generation = report.generation,
-                trigger = ?trigger,
-                changes = %listed.join(", "),
-                "config applied"
-            ),
+            Ok(report) => {
+                tracing::info!(
+                    generation = report.generation,
+                    trigger = ?trigger,
+                    changes = %listed.join(", "),
+                    "config applied"
+                );
+                true
+            }
             Err(e) => {
-                tracing::error!(generation = self.proxy.generation(), error = %e, "config not applied; the running config keeps serving")
+                tracing::error!(generation = self.proxy.generation(), error = %e, "config not applied; the running config keeps serving");
+                false
             }
         }
     }

@@ -69,8 +69,15 @@ async fn serve(
         }
     };
     tracing::info!(config = %path.display(), workers, generation = proxy.generation(), "gatehouse started");
+    let acme = match crate::acme::Acme::start(&proxy.snapshot().config, &proxy) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start ACME");
+            return ExitCode::from(1);
+        }
+    };
     let reloader = Reloader::new(path.to_path_buf(), proxy.clone(), bytes);
-    match follow(path, &proxy, reloader).await {
+    match follow(path, &proxy, reloader, acme).await {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers");
@@ -83,6 +90,7 @@ async fn follow(
     path: &Path,
     proxy: &Arc<Proxy>,
     mut reloader: Reloader,
+    mut acme: Option<crate::acme::Acme>,
 ) -> std::io::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -100,20 +108,36 @@ async fn follow(
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let applied = tokio::select! {
             _ = hup.recv() => {
-                reloader.check(Trigger::Signal).await;
+                let applied = reloader.check(Trigger::Signal).await;
                 proxy.refresh_certificates(true);
+                applied
             }
-            _ = usr1.recv() => tracing::info!("SIGUSR1: no access log file is open to reopen"),
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1: no access log file is open to reopen");
+                false
+            }
             Some(()) = file_events.recv() => reloader.check(Trigger::FileEvent).await,
             _ = poll.tick() => {
-                reloader.check(Trigger::Poll).await;
+                let applied = reloader.check(Trigger::Poll).await;
                 // Certificate files are watched by their size and modification time.
                 proxy.refresh_certificates(false);
+                applied
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
+        };
+        if applied {
+            // A reload may add or remove ACME sites, or add the [acme] section itself.
+            let config = proxy.snapshot().config.clone();
+            match &acme {
+                Some(a) => a.update(&config, proxy),
+                None => match crate::acme::Acme::start(&config, proxy) {
+                    Ok(a) => acme = a,
+                    Err(e) => tracing::error!(error = %e, "cannot start ACME"),
+                },
+            }
         }
     }
     let grace = proxy.snapshot().config.server.grace_period;

@@ -1,0 +1,324 @@
+//! Where ACME state lives: the account, each certificate and key, HTTP-01 tokens, and per-name locks.
+//!
+//! Keys are `/`-separated relative names (`account.json`, `certificates/example.com/cert.pem`). A lock is a
+//! lease: it expires by itself after its TTL, so a node that dies while ordering blocks nobody for long; the
+//! holder renews it while it works.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("invalid storage key {0:?}")]
+    BadKey(String),
+}
+
+/// Proof of holding a lock, needed to renew or release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken {
+    pub name: String,
+    pub owner: String,
+}
+
+/// The storage seam: what several nodes must share to act as one.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Replaces `key` atomically: readers see the old bytes or the new, never a mix.
+    fn store(&self, key: &str, value: &[u8]) -> Result<(), StorageError>;
+    fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Keys under `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+    /// Takes the lock `name` for `ttl`, or `None` when another live holder has it.
+    fn lock(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>, StorageError>;
+    /// Extends a held lease; false when it was lost (expired and taken by someone else).
+    fn renew(&self, token: &LockToken, ttl: Duration) -> Result<bool, StorageError>;
+    fn unlock(&self, token: &LockToken) -> Result<(), StorageError>;
+}
+
+/// Storage in a folder: 0700 folders, 0600 files, writes by temporary file + rename.
+#[derive(Debug, Clone)]
+pub struct FileStorage {
+    root: PathBuf,
+}
+
+impl FileStorage {
+    /// Creates the folder (0700) if needed and tightens its mode if it is looser.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        make_dir(&root)?;
+        let s = FileStorage { root };
+        Ok(s)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
+        let ok = !key.is_empty()
+            && key
+                .split('/')
+                .all(|p| !p.is_empty() && p != "." && p != ".." && !p.starts_with('.'))
+            && !key.contains('\0');
+        if !ok {
+            return Err(StorageError::BadKey(key.to_string()));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |error| StorageError::Io {
+        path: path.into(),
+        error,
+    }
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (and fixes the mode of an existing one).
+fn make_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(io(dir))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// This process, for lock ownership: host name, pid and a random part.
+fn owner_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    format!(
+        "{}:{}:{:016x}",
+        host.trim(),
+        std::process::id(),
+        rand::random::<u64>()
+    )
+}
+
+impl Storage for FileStorage {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.path(key)?;
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn store(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        make_dir(&dir)?;
+        let tmp = dir.join(format!(
+            ".{}.{:016x}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
+            rand::random::<u64>()
+        ));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(value)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(&path)(e)
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&dir)(e)),
+            };
+            for entry in rd.flatten() {
+                let p = entry.path();
+                if entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&self.root) {
+                    let key = rel.to_string_lossy().into_owned();
+                    if key.starts_with(prefix) {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn lock(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>, StorageError> {
+        let key = format!("locks/{name}.lock");
+        let path = self.path(&key)?;
+        make_dir(path.parent().unwrap_or(&self.root))?;
+        let owner = owner_id();
+        for _ in 0..2 {
+            let record = format!("{}\n{}\n", owner, now_ms() + ttl.as_millis() as u64);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(record.as_bytes()).map_err(io(&path))?;
+                    return Ok(Some(LockToken {
+                        name: name.into(),
+                        owner,
+                    }));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // Held, unless its lease ran out (a dead holder): then clear it and try once more.
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let expires = text
+                        .lines()
+                        .nth(1)
+                        .and_then(|l| l.trim().parse::<u64>().ok())
+                        .unwrap_or(0);
+                    if expires > now_ms() {
+                        return Ok(None);
+                    }
+                    tracing::info!(
+                        lock = name,
+                        "removing an expired lock left by a stopped holder"
+                    );
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn renew(&self, token: &LockToken, ttl: Duration) -> Result<bool, StorageError> {
+        let key = format!("locks/{}.lock", token.name);
+        let current = self
+            .load(&key)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if current.lines().next() != Some(token.owner.as_str()) {
+            return Ok(false);
+        }
+        self.store(
+            &key,
+            format!("{}\n{}\n", token.owner, now_ms() + ttl.as_millis() as u64).as_bytes(),
+        )?;
+        Ok(true)
+    }
+
+    fn unlock(&self, token: &LockToken) -> Result<(), StorageError> {
+        let key = format!("locks/{}.lock", token.name);
+        let current = self
+            .load(&key)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if current.lines().next() == Some(token.owner.as_str()) {
+            self.delete(&key)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_is_atomic_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStorage::open(dir.path().join("acme")).unwrap();
+        s.store("certificates/a.test/key.pem", b"secret").unwrap();
+        assert_eq!(
+            s.load("certificates/a.test/key.pem").unwrap().as_deref(),
+            Some(&b"secret"[..])
+        );
+        assert_eq!(s.load("nope").unwrap(), None);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("acme")), 0o700);
+        assert_eq!(mode(&dir.path().join("acme/certificates/a.test")), 0o700);
+        assert_eq!(
+            mode(&dir.path().join("acme/certificates/a.test/key.pem")),
+            0o600
+        );
+        assert_eq!(
+            s.list("certificates/").unwrap(),
+            vec!["certificates/a.test/key.pem"]
+        );
+        assert!(s.store("../escape", b"x").is_err());
+        assert!(s.store("a/./b", b"x").is_err());
+    }
+
+    #[test]
+    fn a_lock_has_one_holder_until_released_or_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStorage::open(dir.path()).unwrap();
+        let t = s
+            .lock("a.test", Duration::from_secs(60))
+            .unwrap()
+            .expect("free");
+        assert!(
+            s.lock("a.test", Duration::from_secs(60)).unwrap().is_none(),
+            "held"
+        );
+        assert!(s.renew(&t, Duration::from_secs(60)).unwrap());
+        s.unlock(&t).unwrap();
+        let t2 = s
+            .lock("a.test", Duration::from_millis(1))
+            .unwrap()
+            .expect("released");
+        std::thread::sleep(Duration::from_millis(20));
+        // The holder "died": its lease ran out, so another can take it, and the old token is void.
+        let t3 = s
+            .lock("a.test", Duration::from_secs(60))
+            .unwrap()
+            .expect("expired lock taken over");
+        assert!(!s.renew(&t2, Duration::from_secs(60)).unwrap());
+        s.unlock(&t2).unwrap();
+        assert!(
+            s.lock("a.test", Duration::from_secs(60)).unwrap().is_none(),
+            "t2's unlock did not free t3's lock"
+        );
+        s.unlock(&t3).unwrap();
+    }
+}

@@ -1,0 +1,67 @@
+//! Answers to ACME challenges, shared by the ACME manager (which publishes them) and the data path (which
+//! serves them): HTTP-01 key authorizations by token here; TLS-ALPN-01 certificates live in the
+//! [`crate::CertStore`].
+
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Looks a token up elsewhere (the shared storage), so any node of a cluster can answer.
+pub type Fallback = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// HTTP-01: `/.well-known/acme-challenge/TOKEN` → key authorization.
+#[derive(Default)]
+pub struct Http01Tokens {
+    tokens: ArcSwap<HashMap<String, String>>,
+    fallback: ArcSwap<Option<Fallback>>,
+}
+
+impl std::fmt::Debug for Http01Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http01Tokens")
+            .field("tokens", &self.tokens.load().len())
+            .finish()
+    }
+}
+
+impl Http01Tokens {
+    pub fn insert(&self, token: &str, key_authorization: &str) {
+        self.tokens.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.insert(token.to_string(), key_authorization.to_string());
+            m
+        });
+    }
+
+    pub fn remove(&self, token: &str) {
+        self.tokens.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.remove(token);
+            m
+        });
+    }
+
+    pub fn set_fallback(&self, fallback: Fallback) {
+        self.fallback.store(Arc::new(Some(fallback)));
+    }
+
+    /// The key authorization for `token`, if this node (or the shared storage) knows it.
+    pub fn get(&self, token: &str) -> Option<String> {
+        if let Some(v) = self.tokens.load().get(token) {
+            return Some(v.clone());
+        }
+        // Tokens are base64url; anything else is not worth a storage lookup.
+        if token.is_empty()
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return None;
+        }
+        self.fallback
+            .load()
+            .as_ref()
+            .as_ref()
+            .and_then(|f| f(token))
+    }
+}

@@ -1,0 +1,95 @@
+//! Wiring the ACME manager to the running proxy: which sites want certificates, where they are stored,
+//! and how a new certificate is put into service.
+
+use gatehouse_acme::schedule::RenewBefore;
+use gatehouse_acme::{AcmeConfig, AcmeManager, AcmeSite, ChallengeKind, FileStorage};
+use gatehouse_config::{AcmeChallenge, Config, SiteTls};
+use gatehouse_proxy::Proxy;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The running ACME manager's handle.
+pub struct Acme {
+    sites: watch::Sender<Vec<AcmeSite>>,
+    settings: gatehouse_config::Acme,
+}
+
+/// The sites of `config` that say `tls = "acme"`.
+fn acme_sites(config: &Config) -> Vec<AcmeSite> {
+    config
+        .sites
+        .iter()
+        .filter(|s| s.tls == Some(SiteTls::Acme))
+        .filter_map(|s| {
+            let names = s.exact_hosts();
+            Some(AcmeSite {
+                id: names.first()?.clone(),
+                names,
+                default: s.default,
+            })
+        })
+        .collect()
+}
+
+impl Acme {
+    /// Starts the manager if the config has an `[acme]` section: stored certificates are served at once,
+    /// then the loop orders what is missing. Call on the control runtime.
+    pub fn start(config: &Config, proxy: &Arc<Proxy>) -> Result<Option<Acme>, String> {
+        let Some(a) = &config.acme else {
+            return Ok(None);
+        };
+        let storage = FileStorage::open(&a.storage).map_err(|e| format!("acme.storage: {e}"))?;
+        let manager_config = AcmeConfig {
+            directory: a.directory.clone(),
+            email: a.email.clone(),
+            ca_root: a.ca_root.clone(),
+            challenge: match a.challenge {
+                AcmeChallenge::Http01 => ChallengeKind::Http01,
+                AcmeChallenge::TlsAlpn01 => ChallengeKind::TlsAlpn01,
+            },
+            renew_before: a.renew_before.map_or(RenewBefore::Auto, RenewBefore::Fixed),
+            check_interval: a.check_interval,
+            retry_initial: a.retry_initial,
+            retry_cap: Duration::from_secs(86_400),
+            http01_possible: config.listeners.iter().any(|l| l.tls.is_none()),
+            tls_alpn01_possible: config.listeners.iter().any(|l| l.tls.is_some()),
+        };
+        let weak = Arc::downgrade(proxy);
+        let install: gatehouse_acme::manager::Install = Arc::new(move |site: &AcmeSite, cert| {
+            if let Some(p) = weak.upgrade() {
+                p.certificates()
+                    .install_managed(&site.id, site.names.clone(), site.default, cert);
+            }
+        });
+        let manager = AcmeManager::new(
+            manager_config,
+            Arc::new(storage),
+            proxy.certificates().store(),
+            proxy.http01(),
+            install,
+        );
+        let sites = acme_sites(config);
+        let loaded = manager.load_stored(&sites);
+        tracing::info!(sites = sites.len(), loaded_from_storage = loaded, storage = %a.storage.display(), directory = %a.directory, "ACME manager started");
+        let (tx, rx) = watch::channel(sites);
+        tokio::spawn(manager.run(rx));
+        Ok(Some(Acme {
+            sites: tx,
+            settings: a.clone(),
+        }))
+    }
+
+    /// After a reload: new ACME sites get certificates, removed ones stop being served.
+    pub fn update(&self, config: &Config, proxy: &Proxy) {
+        if config.acme.as_ref() != Some(&self.settings) {
+            tracing::warn!(
+                "[acme] settings changed: they apply on restart (site changes apply now)"
+            );
+        }
+        let sites = acme_sites(config);
+        let ids: Vec<String> = sites.iter().map(|s| s.id.clone()).collect();
+        proxy.certificates().retain_managed(&ids);
+        let _ = self.sites.send(sites);
+    }
+}
