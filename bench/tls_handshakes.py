@@ -30,6 +30,7 @@ import json
 import math
 import os
 import selectors
+import signal
 import socket
 import ssl
 import subprocess
@@ -200,6 +201,7 @@ class Worker:
         start = time.monotonic()
         end = start + self.duration
         live = set()
+        parent = os.getppid()
 
         def spawn():
             try:
@@ -230,6 +232,8 @@ class Worker:
                     spawn()
             if now >= next_sweep:  # per-connection timeout
                 next_sweep = now + 0.5
+                if os.getppid() != parent:  # the driver is gone (killed): stop now
+                    break
                 for c in [c for c in live if now - c.t0 > self.timeout]:
                     live.discard(c)
                     c.close()
@@ -262,15 +266,32 @@ def main():
         ap.error("--conns 1..10000, --procs 1..64, --duration 0..3600")
 
     if a.worker_conns is not None:
-        json.dump(Worker(a, a.worker_conns).run(), sys.stdout)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: die quietly, the driver reports
+        res = Worker(a, a.worker_conns).run()
+        try:
+            json.dump(res, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the driver is gone
+            os._exit(1)
         return 0
 
     procs = min(a.procs, a.conns)
     share = [a.conns // procs + (1 if i < a.conns % procs else 0) for i in range(procs)]
     base = [sys.executable, os.path.abspath(__file__), str(a.port), "--duration", str(a.duration),
             "--host", a.host, "--path", a.path, "--timeout", str(a.timeout)]
-    children = [subprocess.Popen(base + ["--worker-conns", str(n)], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE) for n in share]
+    children = []
+
+    def on_signal(signum, frame):  # stop the workers too (they also stop when we are gone)
+        for c in children:
+            if c.poll() is None:
+                c.kill()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for n in share:
+        children.append(subprocess.Popen(base + ["--worker-conns", str(n)], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE))
     lat, errors, resumed, versions, elapsed, failed = [], {}, 0, {}, [], 0
     for p in children:
         try:

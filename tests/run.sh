@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests (or the benchmark smoke run) use, as command:package.
-needed=(nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client)
+# Debian packages the tests use, as command:package: Pebble is the ACME tests' CA (they fail, not skip, without
+# it). Certificates are made by the tests themselves (rcgen); the benchmark (bench/run.sh) installs its own tools.
+needed=(pebble:pebble pebble-challtestsrv:pebble)
 missing=()
 for pair in "${needed[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair##*:}")
@@ -15,7 +16,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  # sort -u: two commands can come from one package (pebble).
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $(printf '%s\n' "${missing[@]}" | sort -u)
 fi
 
 # The end-to-end tests (tests/) start the real binary from target/debug.

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod client;
 pub mod gatehouse;
+pub mod pebble;
 pub mod tls;
 
 pub use backend::{Backend, Seen};

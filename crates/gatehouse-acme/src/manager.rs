@@ -562,10 +562,18 @@ impl AcmeManager {
                 }
             }
             let retry = RetryPolicy::new().timeout(Duration::from_secs(120));
-            let status = order
-                .poll_ready(&retry)
-                .await
-                .map_err(AcmeError::ca("waiting for validation"))?;
+            let status = match order.poll_ready(&retry).await {
+                Ok(status) => status,
+                // An order that turned invalid comes back as the CA's problem document: a failed validation.
+                Err(instant_acme::Error::Api(problem)) => {
+                    return Err(AcmeError::Validation {
+                        names: site.names.join(", "),
+                        challenge: kind.name(),
+                        problem: problem.to_string(),
+                    })
+                }
+                Err(e) => return Err(AcmeError::ca("waiting for validation")(e)),
+            };
             if status != OrderStatus::Ready {
                 return Err(validation_problem(&mut order, site, kind).await);
             }
