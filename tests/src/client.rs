@@ -17,6 +17,18 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Reads a whole response (test bodies are small).
+    pub async fn read(resp: http::Response<hyper::body::Incoming>) -> Resp {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
     /// The `x-backend` header: which backend answered.
     pub fn backend(&self) -> &str {
         self.headers
@@ -54,14 +66,7 @@ pub async fn send(
         .await
         .expect("response within 30 s")
         .expect("response");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    Resp::read(resp).await
 }
 
 /// GET on a fresh keep-alive client.

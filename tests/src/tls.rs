@@ -3,7 +3,7 @@
 
 use crate::client::Resp;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -168,17 +168,7 @@ pub async fn get_over(
             .expect("req");
         send.send_request(req).await.expect("h1 response")
     };
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (
-        Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        },
-        alpn,
-    )
+    (Resp::read(resp).await, alpn)
 }
 
 /// An HTTPS backend: the test backend's handler behind TLS, offering `alpn` (h2 and/or http/1.1).

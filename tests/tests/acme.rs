@@ -103,7 +103,11 @@ async fn http01_issuance_served_then_reused_after_restart_with_private_files() {
     let p = ports();
     let pebble = Pebble::start(p.http.port(), p.https.port());
     let storage = tempfile::tempdir().unwrap().path().join("acme");
-    let cfg = config(&p, &pebble, &storage, "http-01", "", &["a.test"]);
+    // redirect_https is on: HTTP-01 challenges must be answered before the redirect.
+    let cfg = config(&p, &pebble, &storage, "http-01", "", &["a.test"]).replace(
+        "tls = \"acme\"\n",
+        "tls = \"acme\"\nredirect_https = true\n",
+    );
     let g = Gatehouse::start_raw(&cfg, p.http);
     let client = pebble_client(&pebble).await;
     let first = served(p.https, "a.test", &client, ISSUE)
@@ -119,6 +123,11 @@ async fn http01_issuance_served_then_reused_after_restart_with_private_files() {
     let tls = connect(p.https, "a.test", client.clone()).await.unwrap();
     let (r, _) = gatehouse_e2e::tls::get_over(tls, "a.test", "/").await;
     assert_eq!((r.status, r.body.as_str()), (200, "hello from a.test"));
+    let plain = get_with(&format!("http://{}/x", p.http), &[("host", "a.test")]).await;
+    assert_eq!(
+        plain.status, 308,
+        "plain HTTP is redirected; only challenges were answered"
+    );
 
     // Every file 0600, every folder 0700.
     assert_modes(&storage);

@@ -42,3 +42,29 @@ async fn websocket_echo_through_the_proxy() {
         .contains("upgrade"));
     ws.close(None).await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_through_an_http2_pool_uses_http1_for_the_upgrade() {
+    let b = Backend::start("ws").await;
+    let g = Gatehouse::start(&format!(
+        "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n[pool.p]\nhttp2 = true\nservers = [\"{}\"]\n",
+        b.addr
+    ));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.addr))
+        .await
+        .expect("handshake");
+    ws.send(Message::Text("over h1".into()))
+        .await
+        .expect("send");
+    let back = ws.next().await.expect("frame").expect("message");
+    assert_eq!(back.into_text().expect("text").as_str(), "over h1");
+    assert_eq!(
+        b.seen()[0].version,
+        http::Version::HTTP_11,
+        "the upgrade went over HTTP/1.1"
+    );
+    // Ordinary requests to the same pool use HTTP/2.
+    let r = gatehouse_e2e::client::get(&g.url("/plain")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(b.seen()[1].version, http::Version::HTTP_2);
+}

@@ -223,11 +223,15 @@ impl AcmeManager {
                         let until_due = due
                             .duration_since(SystemTime::now())
                             .unwrap_or(Duration::ZERO);
-                        st.next = Some(
-                            Instant::now()
-                                + jitter(self.config.check_interval)
-                                    .min(until_due.max(Duration::from_millis(200))),
-                        );
+                        let wait = if until_due.is_zero() {
+                            // Due as soon as obtained: renew_before is as long as the lifetime. Do not order in
+                            // a loop; look again at the normal pace.
+                            tracing::warn!(site = %site.id, "the certificate is due as soon as issued: renew_before is longer than its lifetime");
+                            jitter(self.config.check_interval)
+                        } else {
+                            jitter(self.config.check_interval).min(until_due)
+                        };
+                        st.next = Some(Instant::now() + wait);
                     }
                     Err(e) => {
                         st.failures += 1;

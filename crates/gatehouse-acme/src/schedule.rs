@@ -11,6 +11,19 @@ pub enum RenewBefore {
     Fixed(Duration),
 }
 
+/// How long before `not_after` renewal starts.
+fn window(not_before: SystemTime, not_after: SystemTime, rule: RenewBefore) -> Duration {
+    match rule {
+        RenewBefore::Auto => {
+            not_after
+                .duration_since(not_before)
+                .unwrap_or(Duration::ZERO)
+                / 3
+        }
+        RenewBefore::Fixed(d) => d,
+    }
+}
+
 /// Whether a certificate valid from `not_before` to `not_after` is due at `now`.
 pub fn is_due(
     not_before: SystemTime,
@@ -18,31 +31,14 @@ pub fn is_due(
     now: SystemTime,
     rule: RenewBefore,
 ) -> bool {
-    let left = not_after.duration_since(now).unwrap_or(Duration::ZERO);
-    let window = match rule {
-        RenewBefore::Auto => {
-            not_after
-                .duration_since(not_before)
-                .unwrap_or(Duration::ZERO)
-                / 3
-        }
-        RenewBefore::Fixed(d) => d,
-    };
-    left <= window
+    not_after.duration_since(now).unwrap_or(Duration::ZERO) <= window(not_before, not_after, rule)
 }
 
 /// When it becomes due (for logs and sleeping).
 pub fn due_at(not_before: SystemTime, not_after: SystemTime, rule: RenewBefore) -> SystemTime {
-    let window = match rule {
-        RenewBefore::Auto => {
-            not_after
-                .duration_since(not_before)
-                .unwrap_or(Duration::ZERO)
-                / 3
-        }
-        RenewBefore::Fixed(d) => d,
-    };
-    not_after.checked_sub(window).unwrap_or(not_before)
+    not_after
+        .checked_sub(window(not_before, not_after, rule))
+        .unwrap_or(not_before)
 }
 
 /// Exponential backoff after `failures` consecutive failures: `initial`, doubled each time, capped.

@@ -70,22 +70,10 @@ fn mix(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ServerState;
     use std::net::IpAddr;
-    use std::sync::Arc;
 
     fn members(weights: &[u32]) -> Vec<Member> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Member {
-                state: Arc::new(ServerState::new(
-                    format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
-                )),
-                weight: w,
-                id: i,
-            })
-            .collect()
+        crate::testing::members(weights, 9000)
     }
 
     fn client(i: u32) -> u64 {

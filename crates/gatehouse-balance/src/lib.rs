@@ -15,6 +15,8 @@ pub mod registry;
 pub mod round_robin;
 mod selector;
 pub mod server;
+#[cfg(test)]
+mod testing;
 
 pub use registry::Registry;
 pub use selector::{Algorithm, Member, Selector, Tried};

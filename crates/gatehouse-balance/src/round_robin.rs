@@ -72,21 +72,9 @@ fn gcd(a: u32, b: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ServerState;
-    use std::sync::Arc;
 
     fn members(weights: &[u32]) -> Vec<Member> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Member {
-                state: Arc::new(ServerState::new(
-                    format!("127.0.0.1:{}", 1 + i).parse().unwrap(),
-                )),
-                weight: w,
-                id: i,
-            })
-            .collect()
+        crate::testing::members(weights, 1)
     }
 
     fn picks(weights: &[u32], n: usize) -> Vec<usize> {

@@ -13,6 +13,11 @@ pub enum Change {
         name: String,
         bind: std::net::SocketAddr,
     },
+    /// Same bind address, another name or TLS setting (the socket is kept).
+    ListenerChanged {
+        name: String,
+        bind: std::net::SocketAddr,
+    },
     PoolAdded(String),
     PoolRemoved(String),
     PoolChanged(String),
@@ -32,6 +37,13 @@ impl fmt::Display for Change {
         match self {
             Change::ListenerAdded { name, bind } => write!(f, "+listener {name} ({bind})"),
             Change::ListenerRemoved { name, bind } => write!(f, "-listener {name} ({bind})"),
+            Change::ListenerChanged { name, bind } => write!(f, "~listener {name} ({bind})"),
+            Change::ServerSetting { key: "acme", .. } => {
+                write!(
+                    f,
+                    "~acme (its settings apply on restart; ACME sites apply now)"
+                )
+            }
             Change::PoolAdded(p) => write!(f, "+pool {p}"),
             Change::PoolRemoved(p) => write!(f, "-pool {p}"),
             Change::PoolChanged(p) => write!(f, "~pool {p}"),
@@ -61,11 +73,16 @@ fn site_name(s: &Site) -> String {
 pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     let mut out = Vec::new();
     for l in &new.listeners {
-        if !old.listeners.iter().any(|o| o.bind == l.bind) {
-            out.push(Change::ListenerAdded {
+        match old.listeners.iter().find(|o| o.bind == l.bind) {
+            None => out.push(Change::ListenerAdded {
                 name: l.name.clone(),
                 bind: l.bind,
-            });
+            }),
+            Some(o) if o != l => out.push(Change::ListenerChanged {
+                name: l.name.clone(),
+                bind: l.bind,
+            }),
+            Some(_) => {}
         }
     }
     for l in &old.listeners {
@@ -106,7 +123,12 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
             out.push(Change::ServerSetting { key, restart });
         }
     };
-    setting(old.acme != new.acme, "acme", false);
+    setting(old.acme != new.acme, "acme", true);
+    setting(
+        o.tls_min_version != n.tls_min_version,
+        "tls_min_version",
+        false,
+    );
     setting(o.workers != n.workers, "workers", true);
     setting(o.log_level != n.log_level, "log_level", true);
     setting(o.admin != n.admin, "admin", true);
@@ -174,5 +196,24 @@ servers = ["127.0.0.1:9001"]
                 "~server.workers (applies on restart)",
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+    use crate::parse;
+
+    /// A listener keeping its bind but changing name (or TLS settings) is a change, not "nothing to apply".
+    #[test]
+    fn a_renamed_listener_on_the_same_bind_is_a_change() {
+        let base = "[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:8080\"\n[[site]]\nhosts = [\"x.test\"]\n  [[site.route]]\n  path = \"/\"\n  respond = \"x\"\n";
+        let old = parse(base, "a").unwrap();
+        let new = parse(&base.replace("name = \"a\"", "name = \"b\""), "b").unwrap();
+        let changes: Vec<String> = diff(&old, &new).iter().map(ToString::to_string).collect();
+        assert_eq!(changes, ["~listener b (127.0.0.1:8080)"]);
+        let tls13 = parse(&format!("[server]\ntls_min_version = \"1.3\"\n{base}"), "c").unwrap();
+        let changes: Vec<String> = diff(&old, &tls13).iter().map(ToString::to_string).collect();
+        assert_eq!(changes, ["~server.tls_min_version"]);
     }
 }

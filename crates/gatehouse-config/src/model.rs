@@ -210,7 +210,7 @@ pub struct Pool {
     pub fail_timeout: Duration,
     /// How long an idle upstream keep-alive connection is kept.
     pub idle_timeout: Duration,
-    /// Idle upstream connections kept per server.
+    /// Idle upstream connections kept per server, on each worker thread.
     pub max_idle: usize,
     pub tls: Option<UpstreamTls>,
     /// HTTP/2 to the servers (h2 over TLS, h2c in plain).

@@ -841,7 +841,7 @@ fn check_acme(c: &mut Checker, a: &RawAcme) -> Acme {
             url.to_string()
         }
         Some((d, other)) => {
-            c.err(d.span(), "acme.directory", format!("{other:?}: expected \"letsencrypt\", \"letsencrypt-staging\" or an https:// directory URL"));
+            c.err(d.span(), "acme.directory", format!("{other:?}: expected \"letsencrypt\", \"letsencrypt-staging\" or a directory URL (https://…)"));
             String::new()
         }
     };
@@ -912,7 +912,7 @@ fn check_tls_coherence(c: &mut Checker, raw: &RawConfig, listeners: &[Listener],
             c.diags.push(Diagnostic::new(
                 span,
                 format!("listener[{i}].tls"),
-                "a TLS listener needs at least one site with tls = { cert, key }",
+                "a TLS listener needs at least one site with tls = { cert, key } or tls = \"acme\"",
             ));
         }
     }

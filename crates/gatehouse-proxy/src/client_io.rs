@@ -34,10 +34,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 impl<S> ClientIo<S> {
     /// Wraps a stream whose protocol is already known (TLS: chosen by ALPN).
+    /// The head clock starts with the first bytes read, as on a plain connection.
     pub fn new(inner: S, info: Arc<ConnInfo>, h2: bool) -> Self {
-        if !h2 {
-            info.head_started_ms.store(now_ms(), Relaxed);
-        }
         ClientIo {
             inner,
             info,

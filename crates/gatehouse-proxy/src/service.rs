@@ -54,7 +54,7 @@ async fn route_request(
     //    absolute-form) or the Host header, case and port ignored.
     check_framing(&req, conn)?;
     // 0. ACME HTTP-01 challenges, on plain HTTP, before any route, redirect or access rule.
-    if conn.sni.is_none() {
+    if conn.proto == "http" {
         if let Some(token) = req
             .uri()
             .path()
@@ -84,6 +84,9 @@ async fn route_request(
     if conn.proto == "https" {
         hsts.clone_from(&site.hsts);
     } else if site.redirect_https {
+        if host.is_empty() {
+            return Err(ProxyError::BadRequest("no Host to redirect to https"));
+        }
         return Ok(https_redirect(&host, snap.https_port, &req));
     }
     // 3. Route by longest prefix of the normalized path (%XX of unreserved characters decoded, `//`, `.`, `..`

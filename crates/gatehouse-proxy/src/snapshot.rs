@@ -97,6 +97,8 @@ pub struct PoolRt {
     pub max_idle: usize,
     /// TLS to the servers, when the pool says so.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The same, offering only http/1.1 (for upgrades when `http2` is on).
+    pub tls_h1: Option<Arc<rustls::ClientConfig>>,
     /// HTTP/2 to the servers (h2 over TLS, h2c in plain).
     pub http2: bool,
 }
@@ -130,12 +132,19 @@ pub fn compile(
         .pools
         .values()
         .map(|p| {
-            let client_tls = match &p.tls {
-                None => None,
-                Some(t) => Some(
-                    gatehouse_tls::client::client_config(t.ca.as_deref(), p.http2)
-                        .map_err(|e| format!("pool.{}.ca: {e}", p.name))?,
-                ),
+            // With http2, TLS offers h2 for requests and a second config offers only http/1.1 for upgrades
+            // (WebSocket), which HTTP/2 to the server cannot carry.
+            let client_config = |h2: bool| match &p.tls {
+                None => Ok(None),
+                Some(t) => gatehouse_tls::client::client_config(t.ca.as_deref(), h2)
+                    .map(Some)
+                    .map_err(|e| format!("pool.{}.ca: {e}", p.name)),
+            };
+            let client_tls = client_config(p.http2)?;
+            let client_tls_h1 = if p.http2 {
+                client_config(false)?
+            } else {
+                client_tls.clone()
             };
             let upstreams: Vec<Upstream> = p
                 .servers
@@ -196,6 +205,7 @@ pub fn compile(
                 idle_timeout: p.idle_timeout,
                 max_idle: p.max_idle,
                 tls: client_tls,
+                tls_h1: client_tls_h1,
                 http2: p.http2,
             };
             Ok((p.name.clone(), Arc::new(rt)))

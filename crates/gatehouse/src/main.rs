@@ -29,6 +29,17 @@ fn main() -> ExitCode {
                         }
                     }
                 }
+                // Pool CA files too: they are read when the config is applied.
+                for pool in cfg.pools.values() {
+                    if let Some(tls) = &pool.tls {
+                        if let Err(e) =
+                            gatehouse_tls::client::client_config(tls.ca.as_deref(), pool.http2)
+                        {
+                            eprintln!("{}: pool.{}.ca: {e}", config.path.display(), pool.name);
+                            bad = true;
+                        }
+                    }
+                }
                 if bad {
                     return ExitCode::from(1);
                 }

@@ -31,7 +31,8 @@ pub async fn connect(pool: &PoolRt, up: &Upstream, upgrades: bool) -> Result<Sen
     let work = async {
         let tcp = TcpStream::connect(up.addr).await?;
         tcp.set_nodelay(true)?;
-        match (&pool.tls, &up.server_name) {
+        let tls = if upgrades { &pool.tls_h1 } else { &pool.tls };
+        match (tls, &up.server_name) {
             (Some(config), Some(name)) => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
                 let tls = connector
