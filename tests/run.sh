@@ -22,4 +22,4 @@ fi
 
 # The end-to-end tests (tests/) start the real binary from target/debug.
 cargo build -p gatehouse
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"

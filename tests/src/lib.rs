@@ -42,3 +42,12 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The usual test config: one default site (`example.com`) sending every path to pool `p`.
+/// `servers` is the inside of the pool's `servers = [...]`; `pool_keys` and `server_keys` are extra lines
+/// for `[pool.p]` and `[server]`.
+pub fn single_pool(servers: &str, pool_keys: &str, server_keys: &str) -> String {
+    format!(
+        "[server]\n{server_keys}\n\n[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n\n[pool.p]\nservers = [{servers}]\n{pool_keys}\n"
+    )
+}

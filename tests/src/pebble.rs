@@ -98,6 +98,8 @@ impl Pebble {
             .spawn()
             .expect("start pebble");
         wait_port(listen, &mut pebble, "pebble");
+        // The management listener (issuing roots) opens a moment after the ACME one.
+        wait_port(management, &mut pebble, "pebble management");
         Pebble {
             pebble,
             dns,

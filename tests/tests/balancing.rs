@@ -2,27 +2,15 @@
 
 use bytes::Bytes;
 use gatehouse_e2e::client::{get, get_with, http1, send};
-use gatehouse_e2e::{Backend, Gatehouse};
+use gatehouse_e2e::{single_pool, Backend, Gatehouse};
 use http::Method;
 use std::collections::HashMap;
 
 fn pool_config(balance: &str, servers: &str) -> String {
-    format!(
-        r#"
-[server]
-trusted_proxies = ["127.0.0.1/32"]
-
-[[site]]
-hosts = ["example.com"]
-default = true
-  [[site.route]]
-  path = "/"
-  pool = "p"
-
-[pool.p]
-balance = "{balance}"
-servers = [{servers}]
-"#
+    single_pool(
+        servers,
+        &format!("balance = \"{balance}\""),
+        "trusted_proxies = [\"127.0.0.1/32\"]",
     )
 }
 

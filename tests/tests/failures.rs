@@ -3,25 +3,12 @@
 use bytes::Bytes;
 use gatehouse_e2e::backend::{garbage_backend, silent_backend};
 use gatehouse_e2e::client::{get, get_with, http1, send};
-use gatehouse_e2e::{dead_addr, Backend, Gatehouse};
+use gatehouse_e2e::{dead_addr, single_pool, Backend, Gatehouse};
 use http::Method;
 use std::time::{Duration, Instant};
 
 fn config(servers: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[site]]
-hosts = ["example.com"]
-default = true
-  [[site.route]]
-  path = "/"
-  pool = "p"
-
-[pool.p]
-servers = [{servers}]
-{extra}
-"#
-    )
+    single_pool(servers, extra, "")
 }
 
 #[tokio::test(flavor = "multi_thread")]

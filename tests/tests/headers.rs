@@ -1,25 +1,13 @@
 //! What the backend sees: forwarded headers, Host kept, hop-by-hop headers gone (both directions).
 
 use gatehouse_e2e::client::{get_with, raw};
-use gatehouse_e2e::{Backend, Gatehouse};
+use gatehouse_e2e::{single_pool, Backend, Gatehouse};
 
 fn config(b: &Backend, trusted: &str) -> String {
-    format!(
-        r#"
-[server]
-trusted_proxies = [{trusted}]
-
-[[site]]
-hosts = ["example.com"]
-default = true
-  [[site.route]]
-  path = "/"
-  pool = "p"
-
-[pool.p]
-servers = ["{}"]
-"#,
-        b.addr
+    single_pool(
+        &format!("\"{}\"", b.addr),
+        "",
+        &format!("trusted_proxies = [{trusted}]"),
     )
 }
 
