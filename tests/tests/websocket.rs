@@ -68,3 +68,37 @@ async fn websocket_through_an_http2_pool_uses_http1_for_the_upgrade() {
     assert_eq!(r.status, 200);
     assert_eq!(b.seen()[1].version, http::Version::HTTP_2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn least_conn_counts_an_open_websocket_until_it_closes() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let g = Gatehouse::start(&format!(
+        "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n[pool.p]\nbalance = \"least_conn\"\nservers = [\"{}\", \"{}\"]\n",
+        a.addr, b.addr
+    ));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.addr))
+        .await
+        .expect("handshake");
+    let busy = if a.count() == 1 { "a" } else { "b" };
+    // While the tunnel is open its server holds one in-flight unit: every plain request goes to the other.
+    for _ in 0..6 {
+        let r = gatehouse_e2e::client::get(&g.url("/x")).await;
+        assert_ne!(
+            r.backend(),
+            busy,
+            "request sent to the server holding the WebSocket"
+        );
+    }
+    ws.close(None).await.expect("close");
+    drop(ws);
+    // Closed: the count goes back to zero and both servers share again.
+    let mut seen_busy = false;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if gatehouse_e2e::client::get(&g.url("/y")).await.backend() == busy {
+            seen_busy = true;
+            break;
+        }
+    }
+    assert!(seen_busy, "the closed WebSocket still counted");
+}
