@@ -120,11 +120,6 @@ impl Selector {
         }
         None
     }
-
-    /// Every member, primaries first.
-    pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.tiers.iter().flat_map(|t| t.members.iter())
-    }
 }
 
 #[cfg(test)]

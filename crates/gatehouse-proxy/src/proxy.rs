@@ -233,14 +233,6 @@ impl Proxy {
         self.generation.load(Relaxed)
     }
 
-    /// Open listeners: (name, actual local address).
-    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
-        self.lock_listeners()
-            .values()
-            .map(|b| (b.name.clone(), b.local))
-            .collect()
-    }
-
     /// Open client connections and tunnels.
     pub fn open_connections(&self) -> usize {
         self.tracker.count()

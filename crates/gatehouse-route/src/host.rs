@@ -69,10 +69,6 @@ impl<T> HostTable<T> {
         }
         self.wildcard.get(&host[dot..]).copied()
     }
-
-    pub fn sites(&self) -> &[T] {
-        &self.sites
-    }
 }
 
 /// Lower-cases a Host header or :authority and drops its port and any trailing dot.

@@ -23,10 +23,6 @@ impl<T> PathTable<T> {
             .find(|(prefix, _)| path.starts_with(&**prefix))
             .map(|(p, t)| (&**p, t))
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
-        self.routes.iter().map(|(p, t)| (&**p, t))
-    }
 }
 
 #[cfg(test)]

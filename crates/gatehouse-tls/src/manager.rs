@@ -96,11 +96,6 @@ impl CertManager {
         self.store.replace(build_map(&entries, &managed));
     }
 
-    /// The ACME certificate serving for a site id, if any.
-    pub fn managed_cert(&self, id: &str) -> Option<LoadedCert> {
-        self.managed().get(id).map(|(_, _, c)| c.clone())
-    }
-
     fn managed(&self) -> std::sync::MutexGuard<'_, Managed> {
         self.managed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -130,14 +125,6 @@ impl CertManager {
             self.store.replace(build_map(&entries, &self.managed()));
         }
         swapped
-    }
-
-    /// The certificates now serving, with their sites (for status pages and tests).
-    pub fn serving(&self) -> Vec<(SiteCert, LoadedCert)> {
-        self.lock()
-            .iter()
-            .map(|e| (e.site.clone(), e.loaded.clone()))
-            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {

@@ -29,10 +29,6 @@ impl CertMap {
         });
         named.or(self.default.as_ref())
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty() && self.default.is_none()
-    }
 }
 
 #[derive(Debug, Default)]

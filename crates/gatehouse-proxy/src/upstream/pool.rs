@@ -95,13 +95,6 @@ impl ConnPool {
             });
         }
     }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle
-            .iter()
-            .map(|l| l.lock().map_or(0, |v| v.len()))
-            .sum()
-    }
 }
 
 /// A connection lent to one request; [`Lease::release`] returns it to the pool.
