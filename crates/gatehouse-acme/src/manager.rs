@@ -162,6 +162,13 @@ const LOCK_TTL: Duration = Duration::from_secs(30);
 /// How long to wait for another node's order before trying again later.
 const LOCK_WAIT: Duration = Duration::from_secs(180);
 
+/// How waiting for a site's lock ended.
+enum Wait {
+    Locked(LockToken),
+    /// Another node stored a fresh certificate meanwhile: no order needed.
+    Stored(LoadedCert),
+}
+
 #[derive(Debug, Default)]
 struct SiteState {
     next: Option<Instant>,
@@ -266,27 +273,22 @@ impl AcmeManager {
         account: &mut Option<Account>,
     ) -> Result<SystemTime, AcmeError> {
         if let Some(cert) = self.stored(site)? {
-            let due = due_at(cert.not_before, cert.not_after, self.config.renew_before);
             let fresh = !is_due(
                 cert.not_before,
                 cert.not_after,
                 SystemTime::now(),
                 self.config.renew_before,
             );
-            (self.install)(site, cert);
+            let due = self.serve(site, cert);
             if fresh {
                 return Ok(due);
             }
             tracing::info!(site = %site.id, "certificate due for renewal");
         }
-        let Some(token) = self.wait_for_lock(site).await? else {
+        let token = match self.wait_for_lock(site).await? {
+            Wait::Locked(token) => token,
             // Another node stored a fresh certificate while we waited.
-            let cert = self
-                .stored(site)?
-                .ok_or_else(|| AcmeError::Other("stored certificate vanished".into()))?;
-            let due = due_at(cert.not_before, cert.not_after, self.config.renew_before);
-            (self.install)(site, cert);
-            return Ok(due);
+            Wait::Stored(cert) => return Ok(self.serve(site, cert)),
         };
         let result = self.order_locked(site, account, &token).await;
         if let Err(e) = self.storage.unlock(&token) {
@@ -295,20 +297,27 @@ impl AcmeManager {
         result
     }
 
-    /// Takes the site's lock. `Ok(None)`: while waiting, another node stored a fresh certificate.
-    async fn wait_for_lock(&self, site: &AcmeSite) -> Result<Option<LockToken>, AcmeError> {
+    /// Serves `cert` for `site` from the next handshake on; returns when it will be due.
+    fn serve(&self, site: &AcmeSite, cert: LoadedCert) -> SystemTime {
+        let due = due_at(cert.not_before, cert.not_after, self.config.renew_before);
+        (self.install)(site, cert);
+        due
+    }
+
+    /// Takes the site's lock, unless another node stores a fresh certificate while we wait.
+    async fn wait_for_lock(&self, site: &AcmeSite) -> Result<Wait, AcmeError> {
         let deadline = Instant::now() + LOCK_WAIT;
         let mut logged = false;
         loop {
             if let Some(t) = self.storage.lock(&site.id, LOCK_TTL)? {
-                return Ok(Some(t));
+                return Ok(Wait::Locked(t));
             }
             if !logged {
                 tracing::info!(site = %site.id, "another node is ordering this certificate; waiting for it");
                 logged = true;
             }
-            if self.fresh_stored(site)?.is_some() {
-                return Ok(None);
+            if let Some(cert) = self.fresh_stored(site)? {
+                return Ok(Wait::Stored(cert));
             }
             if Instant::now() > deadline {
                 return Err(AcmeError::Locked(site.id.clone()));
@@ -325,9 +334,7 @@ impl AcmeManager {
     ) -> Result<SystemTime, AcmeError> {
         // Look again under the lock: another node may have finished just before we took it.
         if let Some(cert) = self.fresh_stored(site)? {
-            let due = due_at(cert.not_before, cert.not_after, self.config.renew_before);
-            (self.install)(site, cert);
-            return Ok(due);
+            return Ok(self.serve(site, cert));
         }
         let lease = async {
             loop {
@@ -365,9 +372,7 @@ impl AcmeManager {
                 chain.as_bytes(),
             )?;
             tracing::info!(site = %site.id, names = ?site.names, not_after = ?cert.not_after, "certificate obtained and serving");
-            let due = due_at(cert.not_before, cert.not_after, self.config.renew_before);
-            (self.install)(site, cert);
-            Ok(due)
+            Ok(self.serve(site, cert))
         };
         tokio::select! {
             r = work => r,

@@ -146,6 +146,13 @@ pub fn compile(
             } else {
                 client_tls.clone()
             };
+            // What TLS connections to this pool's servers were verified against, part of their pool key.
+            let ca_bytes: Vec<u8> = p
+                .tls
+                .as_ref()
+                .and_then(|t| t.ca.as_ref())
+                .and_then(|f| std::fs::read(f).ok())
+                .unwrap_or_default();
             let upstreams: Vec<Upstream> = p
                 .servers
                 .iter()
@@ -156,13 +163,7 @@ pub fn compile(
                         .map(|t| t.sni.clone().unwrap_or_else(|| s.host.clone()));
                     let key = ConnKey {
                         addr: s.addr,
-                        tls: p.tls.as_ref().map(|t| {
-                            let ca =
-                                t.ca.as_ref()
-                                    .and_then(|f| std::fs::read(f).ok())
-                                    .unwrap_or_default();
-                            (ca, name.clone().unwrap_or_default())
-                        }),
+                        tls: name.clone().map(|n| (ca_bytes.clone(), n)),
                         http2: p.http2,
                     };
                     let server_name = match name {
