@@ -51,3 +51,12 @@ pub fn single_pool(servers: &str, pool_keys: &str, server_keys: &str) -> String 
         "[server]\n{server_keys}\n\n[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n\n[pool.p]\nservers = [{servers}]\n{pool_keys}\n"
     )
 }
+
+/// Backends named "a", "b" and "c", as most routing and reload tests want.
+pub async fn three_backends() -> (Backend, Backend, Backend) {
+    (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    )
+}

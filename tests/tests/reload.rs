@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use gatehouse_e2e::client::{get, http1, send};
-use gatehouse_e2e::{eventually, free_port, Backend, Gatehouse};
+use gatehouse_e2e::{eventually, free_port, three_backends, Backend, Gatehouse};
 use http::Method;
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,11 +54,7 @@ struct Sample {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_reloads_under_load_fail_nothing_and_follow_the_config() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, "pa", false));
     let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -152,11 +148,7 @@ async fn fifty_reloads_under_load_fail_nothing_and_follow_the_config() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_websocket_opened_before_ten_reloads_still_echoes() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, "pa", false));
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.addr))
         .await
@@ -177,11 +169,7 @@ async fn a_websocket_opened_before_ten_reloads_still_echoes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_started_before_a_reload_completes() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, "pa", false));
     const SIZE: u64 = 50 * 1024 * 1024;
     let resp = http1()
@@ -213,11 +201,7 @@ async fn a_download_started_before_a_reload_completes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_edits_keep_the_old_config_and_the_next_good_one_applies() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, "pa", false));
     let settle = || tokio::time::sleep(Duration::from_millis(700));
 
@@ -257,11 +241,7 @@ async fn bad_edits_keep_the_old_config_and_the_next_good_one_applies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn symlink_swaps_apply_and_sighup_rereads_a_target_edited_elsewhere() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, "pa", false));
     // ConfigMap style: the config path becomes a symlink into a data folder elsewhere.
     let data = tempfile::tempdir().unwrap();
@@ -339,11 +319,7 @@ async fn least_conn_counts_stay_right_across_a_reload() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn listeners_are_added_and_removed_by_reload() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, "pa", false));
     let port = free_port();
     let extra = format!("[[listener]]\nname = \"extra\"\nbind = \"127.0.0.1:{port}\"\n");

@@ -1,7 +1,7 @@
 //! Sites by Host (exact, wildcard, default), routes by longest prefix, strip_prefix, redirect, respond.
 
 use gatehouse_e2e::client::{get, get_with, raw};
-use gatehouse_e2e::{Backend, Gatehouse};
+use gatehouse_e2e::{three_backends, Backend, Gatehouse};
 
 fn config(a: &Backend, b: &Backend, c: &Backend, with_default: bool) -> String {
     format!(
@@ -61,11 +61,7 @@ servers = ["{c}"]
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hosts_pick_sites_exact_wildcard_default() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, true));
     let cases = [
         ("example.com", "a"),
@@ -84,11 +80,7 @@ async fn hosts_pick_sites_exact_wildcard_default() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_default_site_means_404() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, false));
     let r = get_with(&g.url("/"), &[("host", "unknown.test")]).await;
     assert_eq!(r.status, 404);
@@ -98,11 +90,7 @@ async fn no_default_site_means_404() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn longest_prefix_wins_and_strip_prefix_rewrites() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, true));
     let host = [("host", "example.com")];
     assert_eq!(get_with(&g.url("/index.html"), &host).await.backend(), "a");
@@ -135,11 +123,7 @@ async fn longest_prefix_wins_and_strip_prefix_rewrites() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redirect_and_respond_routes() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let (a, b, c) = three_backends().await;
     let g = Gatehouse::start(&config(&a, &b, &c, true));
     let host = [("host", "example.com")];
 
