@@ -1,19 +1,28 @@
-//! Automatic certificates with ACME (RFC 8555) on instant-acme.
+//! Automatic certificates with ACME (RFC 8555) on instant-acme, one file per concern:
 //!
-//! * [`storage::Storage`] is the seam several Gatehouse nodes share (the "CertStore" of the design): load,
-//!   store, list, and a per-name lock with a lease. [`storage::FileStorage`] is the backend for one machine
-//!   (atomic writes, 0600 files in 0700 folders); a Redis backend would implement the same five methods.
-//! * [`schedule`] decides when a certificate is due (a third of its lifetime left, or a configured window) and
-//!   how long to back off after a failure.
-//! * [`manager::AcmeManager`] runs the loop: load stored certificates at start (a restart orders nothing),
-//!   then for each site that needs one take the name's lock, re-check storage, order with the preferred
-//!   challenge (HTTP-01 or TLS-ALPN-01) and fall back to the other, store, and swap the certificate in.
+//! * [`storage`]: the seam several Gatehouse nodes share (async: a network store must never stall a worker),
+//!   with the file backend; [`keys`] builds every storage key in one place.
+//! * [`schedule`]: when a certificate is due, how long to back off after a failure (pure functions).
+//! * [`account`]: the ACME account, loaded or created once under a lock.
+//! * [`order`] and [`challenge`]: one order, its challenges published where the CA will look.
+//! * [`ca`]: every call to the CA is bounded in time.
+//! * [`manager::AcmeManager`]: the loop that ties them together (load stored certificates at start, order
+//!   what is missing or due, swap the result in).
+//! * [`error`]: what can go wrong, and how long the CA asked us to wait.
 //!
 //! See `docs/acme.md` for the operator's view and `docs/architecture.md` for the flow.
 
+pub mod account;
+pub mod ca;
+pub mod challenge;
+pub mod error;
+pub mod keys;
 pub mod manager;
+pub mod order;
 pub mod schedule;
 pub mod storage;
 
-pub use manager::{AcmeConfig, AcmeManager, AcmeSite, ChallengeKind};
+pub use challenge::ChallengeKind;
+pub use error::AcmeError;
+pub use manager::{AcmeConfig, AcmeManager, AcmeSite};
 pub use storage::{FileStorage, Storage};

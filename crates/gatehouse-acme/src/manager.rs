@@ -4,55 +4,28 @@
 //! 1. A valid stored certificate that is not due is served as is (a restart orders nothing).
 //! 2. Otherwise take the site's lock in [`Storage`] (waiting while another node holds it), and look in storage
 //!    again: the other node may just have stored a fresh certificate.
-//! 3. Order: publish the answer to the preferred challenge (HTTP-01 token, or TLS-ALPN-01 certificate), tell
-//!    the CA, wait for validation; if that challenge fails and the other is possible, order again with it.
+//! 3. Order ([`crate::order`]): publish the answer to the preferred challenge, tell the CA, wait for
+//!    validation; if that challenge fails and the other is possible, order again with it.
 //! 4. Store key and chain, serve them from the next handshake, release the lock.
 //!
 //! A failure never removes a serving certificate; it is logged with what the CA said and retried after an
 //! exponential backoff (capped at a day), or after the time a rate-limit answer names.
 
-use crate::schedule::{backoff, due_at, is_due, retry_after_from_detail, RenewBefore};
-use crate::storage::{LockToken, Storage, StorageError};
+use crate::account::{self, Directory};
+use crate::challenge::{Answers, ChallengeKind};
+use crate::error::AcmeError;
+use crate::keys;
+use crate::order::{self, OrderSpec};
+use crate::schedule::{backoff, due_at, is_due, RenewBefore};
+use crate::storage::{LockToken, Storage};
 use gatehouse_tls::{CertStore, Http01Tokens, LoadedCert};
-use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
-};
+use instant_acme::Account;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChallengeKind {
-    Http01,
-    TlsAlpn01,
-}
-
-impl ChallengeKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ChallengeKind::Http01 => "http-01",
-            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
-        }
-    }
-
-    fn acme(self) -> ChallengeType {
-        match self {
-            ChallengeKind::Http01 => ChallengeType::Http01,
-            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
-        }
-    }
-
-    fn other(self) -> Self {
-        match self {
-            ChallengeKind::Http01 => ChallengeKind::TlsAlpn01,
-            ChallengeKind::TlsAlpn01 => ChallengeKind::Http01,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct AcmeConfig {
@@ -85,67 +58,10 @@ pub struct AcmeSite {
 /// Puts a certificate into service.
 pub type Install = Arc<dyn Fn(&AcmeSite, LoadedCert) + Send + Sync>;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AcmeError {
-    #[error("storage: {0}")]
-    Storage(#[from] StorageError),
-    #[error("{what}: {source}")]
-    Ca {
-        what: &'static str,
-        #[source]
-        source: instant_acme::Error,
-    },
-    #[error("{names}: {challenge} validation failed: {problem}")]
-    Validation {
-        names: String,
-        challenge: &'static str,
-        problem: String,
-    },
-    #[error("the CA offered no {0} challenge")]
-    NoChallenge(&'static str),
-    #[error(
-        "no challenge can be answered: http-01 needs a plain listener, tls-alpn-01 a TLS listener"
-    )]
-    NoChallengePossible,
-    #[error("another node has held the lock for {0} too long")]
-    Locked(String),
-    #[error("{0}")]
-    Other(String),
-}
-
-impl AcmeError {
-    fn ca(what: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
-        move |source| AcmeError::Ca { what, source }
-    }
-
-    /// How long the CA asked us to wait (rate limits).
-    fn retry_after(&self) -> Option<Duration> {
-        let AcmeError::Ca {
-            source: instant_acme::Error::Api(problem),
-            ..
-        } = self
-        else {
-            return None;
-        };
-        let limited = problem
-            .r#type
-            .as_deref()
-            .is_some_and(|t| t.ends_with("rateLimited"));
-        limited.then(|| {
-            problem
-                .detail
-                .as_deref()
-                .and_then(|d| retry_after_from_detail(d, SystemTime::now()))
-                .unwrap_or(Duration::from_secs(3600))
-        })
-    }
-}
-
 pub struct AcmeManager {
     config: AcmeConfig,
     storage: Arc<dyn Storage>,
-    tls: Arc<CertStore>,
-    http01: Arc<Http01Tokens>,
+    answers: Answers,
     install: Install,
 }
 
@@ -183,28 +99,36 @@ impl AcmeManager {
         http01: Arc<Http01Tokens>,
         install: Install,
     ) -> Arc<Self> {
-        // Any node can answer an HTTP-01 token another node published.
+        // Any node can answer an HTTP-01 token another node published. The data path bounds the look-up in
+        // time, so a slow store delays only that one validation request.
         let s = storage.clone();
-        http01.set_fallback(Arc::new(move |token: &str| {
-            s.load(&format!("challenges/{token}"))
-                .ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        http01.set_fallback(Arc::new(move |token: String| {
+            let s = s.clone();
+            Box::pin(async move {
+                s.load(&keys::http01(&token))
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            })
         }));
         Arc::new(AcmeManager {
             config,
+            answers: Answers {
+                storage: storage.clone(),
+                tls,
+                http01,
+            },
             storage,
-            tls,
-            http01,
             install,
         })
     }
 
     /// Serves stored certificates now, without contacting the CA (startup). Returns how many were loaded.
-    pub fn load_stored(&self, sites: &[AcmeSite]) -> usize {
+    pub async fn load_stored(&self, sites: &[AcmeSite]) -> usize {
         let mut n = 0;
         for site in sites {
-            if let Ok(Some(cert)) = self.stored(site) {
+            if let Ok(Some(cert)) = self.stored(site).await {
                 (self.install)(site, cert);
                 n += 1;
             }
@@ -272,13 +196,8 @@ impl AcmeManager {
         site: &AcmeSite,
         account: &mut Option<Account>,
     ) -> Result<SystemTime, AcmeError> {
-        if let Some(cert) = self.stored(site)? {
-            let fresh = !is_due(
-                cert.not_before,
-                cert.not_after,
-                SystemTime::now(),
-                self.config.renew_before,
-            );
+        if let Some(cert) = self.stored(site).await? {
+            let fresh = !self.is_due(&cert);
             let due = self.serve(site, cert);
             if fresh {
                 return Ok(due);
@@ -291,10 +210,19 @@ impl AcmeManager {
             Wait::Stored(cert) => return Ok(self.serve(site, cert)),
         };
         let result = self.order_locked(site, account, &token).await;
-        if let Err(e) = self.storage.unlock(&token) {
+        if let Err(e) = self.storage.unlock(&token).await {
             tracing::warn!(site = %site.id, error = %e, "cannot release the lock; it expires by itself");
         }
         result
+    }
+
+    fn is_due(&self, cert: &LoadedCert) -> bool {
+        is_due(
+            cert.not_before,
+            cert.not_after,
+            SystemTime::now(),
+            self.config.renew_before,
+        )
     }
 
     /// Serves `cert` for `site` from the next handshake on; returns when it will be due.
@@ -309,14 +237,14 @@ impl AcmeManager {
         let deadline = Instant::now() + LOCK_WAIT;
         let mut logged = false;
         loop {
-            if let Some(t) = self.storage.lock(&site.id, LOCK_TTL)? {
+            if let Some(t) = self.storage.lock(&site.id, LOCK_TTL).await? {
                 return Ok(Wait::Locked(t));
             }
             if !logged {
                 tracing::info!(site = %site.id, "another node is ordering this certificate; waiting for it");
                 logged = true;
             }
-            if let Some(cert) = self.fresh_stored(site)? {
+            if let Some(cert) = self.fresh_stored(site).await? {
                 return Ok(Wait::Stored(cert));
             }
             if Instant::now() > deadline {
@@ -333,13 +261,13 @@ impl AcmeManager {
         token: &LockToken,
     ) -> Result<SystemTime, AcmeError> {
         // Look again under the lock: another node may have finished just before we took it.
-        if let Some(cert) = self.fresh_stored(site)? {
+        if let Some(cert) = self.fresh_stored(site).await? {
             return Ok(self.serve(site, cert));
         }
         let lease = async {
             loop {
                 tokio::time::sleep(LOCK_TTL / 3).await;
-                match self.storage.renew(token, LOCK_TTL) {
+                match self.storage.renew(token, LOCK_TTL).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(site = %site.id, "lost the lock lease while ordering")
@@ -352,42 +280,49 @@ impl AcmeManager {
         };
         let work = async {
             if account.is_none() {
-                *account = Some(self.account().await?);
+                let dir = Directory {
+                    url: &self.config.directory,
+                    email: self.config.email.as_deref(),
+                    ca_root: self.config.ca_root.as_deref(),
+                };
+                *account = Some(account::load_or_create(&*self.storage, dir, LOCK_TTL).await?);
             }
             let Some(acct) = account.as_ref() else {
                 return Err(AcmeError::Other("no ACME account".into()));
             };
-            let (chain, key) = self.order(site, acct).await?;
+            let spec = OrderSpec {
+                names: &site.names,
+                preferred: self.config.challenge,
+                http01_possible: self.config.http01_possible,
+                tls_alpn01_possible: self.config.tls_alpn01_possible,
+            };
+            let issued = order::order(acct, &self.answers, spec).await?;
             let cert = gatehouse_tls::certificate::from_pem(
-                chain.as_bytes(),
-                key.as_bytes(),
+                issued.chain.as_bytes(),
+                issued.key.as_bytes(),
                 "acme chain".as_ref(),
                 "acme key".as_ref(),
             )
             .map_err(|e| AcmeError::Other(format!("the CA's certificate does not load: {e}")))?;
             self.storage
-                .store(&format!("certificates/{}/key.pem", site.id), key.as_bytes())?;
-            self.storage.store(
-                &format!("certificates/{}/cert.pem", site.id),
-                chain.as_bytes(),
-            )?;
+                .store(&keys::private_key(&site.id), issued.key.as_bytes())
+                .await?;
+            self.storage
+                .store(&keys::certificate(&site.id), issued.chain.as_bytes())
+                .await?;
             tracing::info!(site = %site.id, names = ?site.names, not_after = ?cert.not_after, "certificate obtained and serving");
             Ok(self.serve(site, cert))
         };
         tokio::select! {
             r = work => r,
-            _ = lease => unreachable_lease(),
+            () = lease => Err(AcmeError::Other("lease task ended".into())),
         }
     }
 
     /// The stored certificate for `site` if it loads and covers its names.
-    fn stored(&self, site: &AcmeSite) -> Result<Option<LoadedCert>, AcmeError> {
-        let cert = self
-            .storage
-            .load(&format!("certificates/{}/cert.pem", site.id))?;
-        let key = self
-            .storage
-            .load(&format!("certificates/{}/key.pem", site.id))?;
+    async fn stored(&self, site: &AcmeSite) -> Result<Option<LoadedCert>, AcmeError> {
+        let cert = self.storage.load(&keys::certificate(&site.id)).await?;
+        let key = self.storage.load(&keys::private_key(&site.id)).await?;
         let (Some(cert), Some(key)) = (cert, key) else {
             return Ok(None);
         };
@@ -409,263 +344,9 @@ impl AcmeManager {
         }
     }
 
-    fn fresh_stored(&self, site: &AcmeSite) -> Result<Option<LoadedCert>, AcmeError> {
-        Ok(self.stored(site)?.filter(|c| {
-            !is_due(
-                c.not_before,
-                c.not_after,
-                SystemTime::now(),
-                self.config.renew_before,
-            )
-        }))
+    async fn fresh_stored(&self, site: &AcmeSite) -> Result<Option<LoadedCert>, AcmeError> {
+        Ok(self.stored(site).await?.filter(|c| !self.is_due(c)))
     }
-
-    /// The stored account, or a new one (created once, under a lock, and stored).
-    async fn account(&self) -> Result<Account, AcmeError> {
-        let builder = || match &self.config.ca_root {
-            Some(root) => {
-                Account::builder_with_root(root).map_err(AcmeError::ca("loading ca_root"))
-            }
-            None => Account::builder().map_err(AcmeError::ca("HTTP client")),
-        };
-        if let Some(creds) = self.stored_account()? {
-            return builder()?
-                .from_credentials(creds)
-                .await
-                .map_err(AcmeError::ca("account"));
-        }
-        let token = loop {
-            if let Some(t) = self.storage.lock("account", LOCK_TTL)? {
-                break t;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
-        let result = async {
-            if let Some(creds) = self.stored_account()? {
-                return builder()?
-                    .from_credentials(creds)
-                    .await
-                    .map_err(AcmeError::ca("account"));
-            }
-            let contact: Vec<String> = self
-                .config
-                .email
-                .iter()
-                .map(|e| format!("mailto:{e}"))
-                .collect();
-            let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
-            let new = NewAccount {
-                contact: &contact,
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            };
-            let (account, creds) = builder()?
-                .create(&new, self.config.directory.clone(), None)
-                .await
-                .map_err(AcmeError::ca("creating the ACME account"))?;
-            let json =
-                serde_json::to_vec_pretty(&creds).map_err(|e| AcmeError::Other(e.to_string()))?;
-            self.storage.store("account.json", &json)?;
-            tracing::info!(directory = %self.config.directory, "ACME account created");
-            Ok(account)
-        }
-        .await;
-        let _ = self.storage.unlock(&token);
-        result
-    }
-
-    fn stored_account(&self) -> Result<Option<AccountCredentials>, AcmeError> {
-        match self.storage.load("account.json")? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| AcmeError::Other(format!("account.json: {e}"))),
-        }
-    }
-
-    /// Orders with the preferred challenge, then the other when the first fails validation.
-    async fn order(
-        &self,
-        site: &AcmeSite,
-        account: &Account,
-    ) -> Result<(String, String), AcmeError> {
-        let preferred = self.config.challenge;
-        let possible = |k: ChallengeKind| match k {
-            ChallengeKind::Http01 => self.config.http01_possible,
-            ChallengeKind::TlsAlpn01 => self.config.tls_alpn01_possible,
-        };
-        let kinds: Vec<ChallengeKind> = [preferred, preferred.other()]
-            .into_iter()
-            .filter(|k| possible(*k))
-            .collect();
-        let mut last = AcmeError::NoChallengePossible;
-        for kind in kinds {
-            match self.order_with(site, account, kind).await {
-                Ok(done) => return Ok(done),
-                Err(e @ (AcmeError::Validation { .. } | AcmeError::NoChallenge(_))) => {
-                    tracing::warn!(site = %site.id, challenge = kind.name(), error = %e, "challenge failed");
-                    last = e;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
-    }
-
-    async fn order_with(
-        &self,
-        site: &AcmeSite,
-        account: &Account,
-        kind: ChallengeKind,
-    ) -> Result<(String, String), AcmeError> {
-        tracing::info!(site = %site.id, names = ?site.names, challenge = kind.name(), "ordering a certificate");
-        let ids: Vec<Identifier> = site.names.iter().cloned().map(Identifier::Dns).collect();
-        let mut order = account
-            .new_order(&NewOrder::new(&ids))
-            .await
-            .map_err(AcmeError::ca("new order"))?;
-        let mut published: Vec<(ChallengeKind, String)> = Vec::new();
-        let result = async {
-            {
-                let mut authzs = order.authorizations();
-                while let Some(authz) = authzs.next().await {
-                    let mut authz = authz.map_err(AcmeError::ca("authorization"))?;
-                    match authz.status {
-                        AuthorizationStatus::Pending => {}
-                        AuthorizationStatus::Valid => continue,
-                        other => {
-                            return Err(AcmeError::Validation {
-                                names: site.names.join(", "),
-                                challenge: kind.name(),
-                                problem: format!("authorization is {other:?}"),
-                            })
-                        }
-                    }
-                    let mut challenge = authz
-                        .challenge(kind.acme())
-                        .ok_or(AcmeError::NoChallenge(kind.name()))?;
-                    let name = challenge.identifier().to_string();
-                    let key_auth = challenge.key_authorization();
-                    match kind {
-                        ChallengeKind::Http01 => {
-                            let token = challenge.token.clone();
-                            self.http01.insert(&token, key_auth.as_str());
-                            self.storage.store(
-                                &format!("challenges/{token}"),
-                                key_auth.as_str().as_bytes(),
-                            )?;
-                            published.push((kind, token));
-                        }
-                        ChallengeKind::TlsAlpn01 => {
-                            self.tls.set_challenge(
-                                &name,
-                                alpn_certificate(&name, key_auth.digest().as_ref())?,
-                            );
-                            published.push((kind, name));
-                        }
-                    }
-                    challenge
-                        .set_ready()
-                        .await
-                        .map_err(AcmeError::ca("challenge ready"))?;
-                }
-            }
-            let retry = RetryPolicy::new().timeout(Duration::from_secs(120));
-            let status = match order.poll_ready(&retry).await {
-                Ok(status) => status,
-                // An order that turned invalid comes back as the CA's problem document: a failed validation.
-                Err(instant_acme::Error::Api(problem)) => {
-                    return Err(AcmeError::Validation {
-                        names: site.names.join(", "),
-                        challenge: kind.name(),
-                        problem: problem.to_string(),
-                    })
-                }
-                Err(e) => return Err(AcmeError::ca("waiting for validation")(e)),
-            };
-            if status != OrderStatus::Ready {
-                return Err(validation_problem(&mut order, site, kind).await);
-            }
-            let key = rcgen::KeyPair::generate().map_err(|e| AcmeError::Other(e.to_string()))?;
-            let csr = rcgen::CertificateParams::new(site.names.clone())
-                .and_then(|p| p.serialize_request(&key))
-                .map_err(|e| AcmeError::Other(format!("CSR: {e}")))?;
-            order
-                .finalize_csr(csr.der())
-                .await
-                .map_err(AcmeError::ca("finalize"))?;
-            let chain = order
-                .poll_certificate(&retry)
-                .await
-                .map_err(AcmeError::ca("certificate download"))?;
-            Ok((chain, key.serialize_pem()))
-        }
-        .await;
-        for (k, what) in published {
-            match k {
-                ChallengeKind::Http01 => {
-                    self.http01.remove(&what);
-                    let _ = self.storage.delete(&format!("challenges/{what}"));
-                }
-                ChallengeKind::TlsAlpn01 => self.tls.clear_challenge(&what),
-            }
-        }
-        result
-    }
-}
-
-fn unreachable_lease() -> Result<SystemTime, AcmeError> {
-    Err(AcmeError::Other("lease task ended".into()))
-}
-
-/// What the CA said about a failed validation: the challenge's problem document.
-async fn validation_problem(
-    order: &mut instant_acme::Order,
-    site: &AcmeSite,
-    kind: ChallengeKind,
-) -> AcmeError {
-    let mut problems = Vec::new();
-    let mut authzs = order.authorizations();
-    while let Some(Ok(authz)) = authzs.next().await {
-        for ch in &authz.challenges {
-            if let Some(p) = &ch.error {
-                problems.push(p.to_string());
-            }
-        }
-    }
-    if problems.is_empty() {
-        problems.push("the order did not become ready".into());
-    }
-    AcmeError::Validation {
-        names: site.names.join(", "),
-        challenge: kind.name(),
-        problem: problems.join("; "),
-    }
-}
-
-/// The TLS-ALPN-01 answer (RFC 8737): a self-signed certificate for `name` with the critical acmeIdentifier
-/// extension. rustls' `from_der` refuses that extension, so the key is loaded separately.
-fn alpn_certificate(
-    name: &str,
-    digest: &[u8],
-) -> Result<Arc<rustls::sign::CertifiedKey>, AcmeError> {
-    let key = rcgen::KeyPair::generate().map_err(|e| AcmeError::Other(e.to_string()))?;
-    let mut params = rcgen::CertificateParams::new(vec![name.to_string()])
-        .map_err(|e| AcmeError::Other(e.to_string()))?;
-    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
-    let cert = params
-        .self_signed(&key)
-        .map_err(|e| AcmeError::Other(e.to_string()))?;
-    let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der())
-        .map_err(|e| AcmeError::Other(e.to_string()))?;
-    let signing = gatehouse_tls::provider()
-        .key_provider
-        .load_private_key(der)
-        .map_err(|e| AcmeError::Other(e.to_string()))?;
-    Ok(Arc::new(rustls::sign::CertifiedKey::new(
-        vec![cert.der().clone()],
-        signing,
-    )))
 }
 
 /// ±10%, so that many sites (or nodes) do not all look at the same instant.

@@ -19,8 +19,20 @@ pub mod server;
 mod testing;
 
 pub use registry::Registry;
-pub use selector::{Algorithm, Member, Selector, Tried};
+pub use selector::{Algorithm, Selector, Tried};
 pub use server::{InFlight, ServerState};
+
+use std::sync::Arc;
+
+/// One server as a balancer sees it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub state: Arc<ServerState>,
+    pub weight: u32,
+    /// Position of the server in the pool's config list (primaries and backups together), so callers can
+    /// find their own per-server data without a lookup.
+    pub id: usize,
+}
 
 /// A load-balancing algorithm over one tier of servers.
 pub trait Balancer: Send + Sync + std::fmt::Debug {

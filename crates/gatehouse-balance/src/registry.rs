@@ -34,12 +34,6 @@ impl<T, K: Eq + Hash> Registry<T, K> {
         map.retain(|_, w| w.strong_count() > 0);
         fresh
     }
-
-    /// Every live entry (for status pages and sweeps).
-    pub fn live(&self) -> Vec<Arc<T>> {
-        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().filter_map(Weak::upgrade).collect()
-    }
 }
 
 #[cfg(test)]

@@ -2,19 +2,9 @@
 //! tried for this request, and servers that are down, are never eligible.
 
 use crate::{
-    ip_hash::IpHash, least_conn::LeastConn, round_robin::RoundRobin, Balancer, ServerState,
+    ip_hash::IpHash, least_conn::LeastConn, round_robin::RoundRobin, Balancer, Member, ServerState,
 };
 use std::sync::Arc;
-
-/// One server as a balancer sees it.
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub state: Arc<ServerState>,
-    pub weight: u32,
-    /// Position of the server in the pool's config list (primaries and backups together), so callers can
-    /// find their own per-server data without a lookup.
-    pub id: usize,
-}
 
 /// Which algorithm a pool uses; config produces this, [`Selector::new`] turns it into a [`Balancer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,11 +142,12 @@ mod tests {
             let m = sel.select(0, &mut Tried::default(), now_ms()).unwrap();
             assert_ne!(m.state.addr(), s[2].addr());
         }
-        s[0].set_healthy(false);
-        s[1].set_healthy(false);
+        let now = now_ms();
+        s[0].record_failure(now, 1, 60_000);
+        s[1].record_failure(now, 1, 60_000);
         let m = sel.select(0, &mut Tried::default(), now_ms()).unwrap();
         assert_eq!(m.state.addr(), s[2].addr());
-        s[2].set_healthy(false);
+        s[2].record_failure(now, 1, 60_000);
         assert!(sel.select(0, &mut Tried::default(), now_ms()).is_none());
     }
 

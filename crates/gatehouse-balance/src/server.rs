@@ -1,7 +1,7 @@
 //! What Gatehouse knows about one backend server, independent of any config snapshot.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -9,8 +9,6 @@ pub struct ServerState {
     addr: SocketAddr,
     /// Requests (and upgraded connections) currently using this server.
     in_flight: AtomicUsize,
-    /// Active health: false when health checks say the server is down (set by the health checker).
-    healthy: AtomicBool,
     /// Passive health: failures counted in the window that started at `window_start`.
     fails: AtomicU32,
     window_start: AtomicU64,
@@ -23,7 +21,6 @@ impl ServerState {
         ServerState {
             addr,
             in_flight: AtomicUsize::new(0),
-            healthy: AtomicBool::new(true),
             fails: AtomicU32::new(0),
             window_start: AtomicU64::new(0),
             down_until: AtomicU64::new(0),
@@ -44,17 +41,9 @@ impl ServerState {
         InFlight(self.clone())
     }
 
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Relaxed)
-    }
-
-    pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Relaxed);
-    }
-
-    /// Healthy and not taken out by passive failures at `now` ([`crate::now_ms`]).
+    /// Not taken out by passive failures at `now` ([`crate::now_ms`]).
     pub fn is_available(&self, now: u64) -> bool {
-        self.is_healthy() && self.down_until.load(Relaxed) <= now
+        self.down_until.load(Relaxed) <= now
     }
 
     /// Records a failed attempt (connect error, timeout): `max_fails` of them within `fail_timeout_ms` take the
@@ -89,12 +78,6 @@ impl ServerState {
 /// Holds one unit of a server's in-flight count; dropping it gives the unit back.
 #[derive(Debug)]
 pub struct InFlight(Arc<ServerState>);
-
-impl InFlight {
-    pub fn server(&self) -> &Arc<ServerState> {
-        &self.0
-    }
-}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

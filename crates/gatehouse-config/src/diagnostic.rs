@@ -29,6 +29,17 @@ impl Diagnostic {
         }
     }
 
+    /// A problem found after validation (a file that does not load, a name that does not resolve), at the
+    /// line and column the model kept for the value.
+    pub fn at(at: crate::model::At, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            span: None,
+            line_col: Some((at.line, at.col)),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
     /// Turns the byte span into a line and column of `source`.
     pub fn locate(mut self, source: &str) -> Self {
         if let Some(span) = &self.span {

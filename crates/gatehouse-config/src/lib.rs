@@ -7,7 +7,10 @@
 //!
 //! * [`raw`] mirrors the file exactly (`deny_unknown_fields`), keeping byte spans of the values that
 //!   later checks may reject, so every error names the file, the line and the key.
-//! * [`validate`] checks everything at once and returns either a [`Config`] or *all* the problems.
+//! * [`validate`] checks everything at once and returns either a [`Config`] or *all* the problems. It is
+//!   pure: no DNS, no files. Certificate and CA files and server names are checked when the config is
+//!   prepared for use (`gatehouse_proxy::prepare`), which `check`, start-up and reload all run; the model keeps
+//!   each such value's line ([`At`]) for those messages.
 //! * [`model`] is the typed, validated result: no strings left to parse, no defaults left to apply.
 //!
 //! This crate knows nothing of sockets or runtimes: `gatehouse check` and a reload run exactly the
@@ -44,7 +47,7 @@ pub fn parse(source: &str, origin: &str) -> Result<Config, ConfigError> {
             diagnostics: vec![diag.locate(source)],
         }
     })?;
-    validate::validate(raw, source).map_err(|diagnostics| ConfigError::Invalid {
+    validate::validate(raw, source, origin).map_err(|diagnostics| ConfigError::Invalid {
         origin: origin.to_string(),
         diagnostics: diagnostics.into_iter().map(|d| d.locate(source)).collect(),
     })

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The file the config came from, for messages about it (`file:line:col`).
+    pub origin: Origin,
     pub server: Server,
     pub listeners: Vec<Listener>,
     pub acme: Option<Acme>,
@@ -15,13 +17,49 @@ pub struct Config {
     pub pools: BTreeMap<String, Pool>,
 }
 
+/// Where a value was written: 1-based line and column of the file in [`Config::origin`], so that a problem
+/// found after validation (an unreadable certificate, a name that does not resolve) still names its line.
+///
+/// Not part of a config's meaning: two `At`s always compare equal, so a reload that only moved lines (a
+/// comment added at the top) is not a change.
+#[derive(Debug, Clone, Copy, Default, Eq)]
+pub struct At {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl PartialEq for At {
+    fn eq(&self, _: &At) -> bool {
+        true
+    }
+}
+
+/// The name of the file a config came from. Like [`At`], not part of the config's meaning.
+#[derive(Debug, Clone, Default, Eq)]
+pub struct Origin(pub String);
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Origin) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// `[acme]`: automatic certificates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Acme {
+    /// Where the `[acme]` section starts.
+    pub at: At,
     pub email: Option<String>,
     /// The directory URL ("letsencrypt" and "letsencrypt-staging" already resolved).
     pub directory: String,
     pub ca_root: Option<std::path::PathBuf>,
+    pub ca_root_at: At,
     pub challenge: AcmeChallenge,
     pub storage: std::path::PathBuf,
     /// `None` = auto (a third of the lifetime left).
@@ -56,7 +94,7 @@ pub struct Server {
     pub access_log: AccessLog,
     pub access_log_format: AccessLogFormat,
     pub grace_period: Duration,
-    /// Worker threads; already resolved (0 in the file = one per core).
+    /// Worker threads; 0 = one per core (resolved at start, not here: validation reads nothing of the machine).
     pub workers: usize,
     pub admin_token: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
@@ -116,6 +154,8 @@ pub enum SiteTls {
     Files {
         cert: std::path::PathBuf,
         key: std::path::PathBuf,
+        /// Where `tls = { cert, key }` is written.
+        at: At,
     },
     /// Obtained and renewed by the ACME manager.
     Acme,
@@ -201,6 +241,8 @@ pub enum Balance {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
     pub name: String,
+    /// Where `[pool.NAME]` starts.
+    pub at: At,
     pub balance: Balance,
     pub servers: Vec<ServerSpec>,
     pub connect_timeout: Duration,
@@ -221,19 +263,45 @@ pub struct Pool {
 pub struct UpstreamTls {
     /// Trust only this CA; `None` = the webpki roots.
     pub ca: Option<std::path::PathBuf>,
+    /// Where `ca` is written (the pool's table when it is not).
+    pub ca_at: At,
     /// Server name to send and verify; `None` = each server's host name (or IP).
     pub sni: Option<String>,
 }
 
+/// One server of a pool, as written. A host name is resolved when the config is applied (and by `check`), never
+/// during validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSpec {
-    pub addr: SocketAddr,
+    /// An IP address or a DNS name, without brackets (`backend.internal` of `https://backend.internal:443`);
+    /// also the TLS server name when the pool sets no `sni`.
+    pub host: String,
+    pub port: u16,
     pub weight: u32,
     pub backup: bool,
-    /// The host name as written (`backend.internal` of `https://backend.internal:443`), for TLS SNI.
-    pub host: String,
     /// Written as `https://…`.
     pub https: bool,
+    pub at: At,
+}
+
+impl ServerSpec {
+    /// The address when `host` is an IP address; `None` for a name that must be resolved.
+    pub fn literal(&self) -> Option<SocketAddr> {
+        self.host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+impl std::fmt::Display for ServerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// Defaults, in one place so that docs and code agree.

@@ -1,6 +1,7 @@
 //! Every way a request can fail, and the one table that turns each into a status code.
 
 use crate::body::ResponseBody;
+use crate::context::ErrorKind;
 use http::{header, HeaderValue, Response, StatusCode};
 use std::net::SocketAddr;
 
@@ -39,23 +40,42 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// The bounded kind, for the request's context and metrics.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProxyError::NoRoute => ErrorKind::NoRoute,
+            ProxyError::Misdirected => ErrorKind::Misdirected,
+            ProxyError::Forbidden => ErrorKind::Forbidden,
+            ProxyError::BodyTooLarge => ErrorKind::BodyTooLarge,
+            ProxyError::BadRequest(_) => ErrorKind::BadRequest,
+            ProxyError::NoServer(_) => ErrorKind::NoServer,
+            ProxyError::Connect { .. } => ErrorKind::Connect,
+            ProxyError::Upstream { .. } => ErrorKind::Upstream,
+            ProxyError::Timeout { .. } => ErrorKind::Timeout,
+        }
+    }
+
     /// The status code for this failure. The only place where errors become statuses.
     pub fn status(&self) -> StatusCode {
-        match self {
-            ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
-            ProxyError::Forbidden => StatusCode::FORBIDDEN,
-            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::NoServer(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        match self.kind() {
+            ErrorKind::NoRoute => StatusCode::NOT_FOUND,
+            ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::NoServer => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Connect | ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     pub fn into_response(self) -> Response<ResponseBody> {
-        let mut resp = status_response(self.status());
-        if matches!(self, ProxyError::BadRequest(_)) {
+        let (kind, status) = (self.kind(), self.status());
+        let mut resp = plain(
+            status,
+            ResponseBody::error(kind, status_text(status).into()),
+        );
+        if kind == ErrorKind::BadRequest {
             // After a malformed or ambiguous request the byte stream cannot be trusted: close it.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -64,13 +84,20 @@ impl ProxyError {
     }
 }
 
-/// A small plain-text answer such as `502 Bad Gateway`.
-pub fn status_response(status: StatusCode) -> Response<ResponseBody> {
-    let text = match status.canonical_reason() {
+fn status_text(status: StatusCode) -> String {
+    match status.canonical_reason() {
         Some(reason) => format!("{} {}\n", status.as_u16(), reason),
         None => format!("{}\n", status.as_u16()),
-    };
-    let mut resp = Response::new(ResponseBody::full(text.into()));
+    }
+}
+
+/// A small plain-text answer such as `308 Permanent Redirect`.
+pub fn status_response(status: StatusCode) -> Response<ResponseBody> {
+    plain(status, ResponseBody::full(status_text(status).into()))
+}
+
+fn plain(status: StatusCode, body: ResponseBody) -> Response<ResponseBody> {
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

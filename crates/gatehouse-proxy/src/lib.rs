@@ -1,31 +1,38 @@
-//! Gatehouse's data path.
+//! Gatehouse's data path. The modules form layers; each uses only those listed before it:
 //!
-//! A request's life, one module per step (see `docs/architecture.md` for the narrative):
+//! | layer | modules | what |
+//! |---|---|---|
+//! | 0 | [`worker`], [`conn`], [`headers`] | threads; one client connection's facts, clocks and drain unit; header rules |
+//! | 1 | [`context`] | what is learnt about one request while serving it |
+//! | 2 | [`upstream`] | connections to servers: connect, pool, send |
+//! | 3 | [`snapshot`] | one config compiled for requests, with its end-of-request [`Observer`] |
+//! | 4 | [`exchange`], [`body`], [`error`] | a request and its snapshot until its end is reported; bodies; status codes |
+//! | 5 | [`layers`], [`phases`] | the request path: tower layers around the numbered phases |
+//! | 6 | [`listener`] | sockets, accept loops, serving a connection |
+//! | 7 | [`prepare()`], [`Proxy`] | applying a config: prepare (what `check` runs), bind, swap |
 //!
-//! 0. [`worker`] threads each run a single-threaded runtime; every listener has an accept loop on each.
-//! 1. [`listener`] accepts a TCP connection and serves HTTP/1.1 and h2c on it with hyper (`conn` idle watchdog).
-//! 2. [`service`] loads the current [`snapshot`] once, finds the site by host and the route by path, applies
-//!    access rules, and either answers itself (respond, redirect) or hands the request to [`forward`].
-//! 3. [`forward`] rewrites headers ([`headers`]), picks a server with the pool's balancer, takes a pooled or new
-//!    upstream connection ([`upstream`]), retries another server when a connect fails, and streams the response
-//!    back ([`body`]). Upgrades (WebSocket) continue in [`upgrade`].
-//! 4. Every failure becomes a status code in exactly one place: [`error`].
-//!
-//! [`Proxy`] owns what outlives a snapshot: listeners, per-server state and connection pools, the generation.
+//! A request's life, in order (see `docs/architecture.md` for the narrative): [`listener`] accepts and serves
+//! the connection; [`phases::handle`] routes the request ([`phases::route`]), runs the route's [`layers`]
+//! around its action, and forwards ([`phases::rewrite`] → [`phases::send`] → [`phases::respond`]); the
+//! response body ([`body::ClientBody`]) reports the request's end to the snapshot's [`Observer`].
 
 pub mod body;
-mod client_io;
+pub mod conn;
+pub mod context;
 pub mod error;
-pub mod forward;
+pub mod exchange;
 pub mod headers;
+pub mod layers;
 pub mod listener;
+pub mod phases;
+mod prepare;
 mod proxy;
-pub mod service;
 pub mod snapshot;
-pub mod upgrade;
 pub mod upstream;
 pub mod worker;
 
-pub use proxy::{Proxy, ReloadReport, ShutdownReport};
-pub use snapshot::Snapshot;
+pub use context::RequestCtx;
+pub use prepare::{prepare, Prepared};
+pub use proxy::{ApplyError, Proxy, ReloadReport, ShutdownReport};
+pub use snapshot::{NoObserver, Observer, Registries, Snapshot};
 pub use worker::Workers;

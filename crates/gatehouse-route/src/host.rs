@@ -47,16 +47,16 @@ impl<T> HostTable<T> {
         idx
     }
 
+    /// The site added as the `index`-th (as [`insert`](Self::insert) returned).
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.sites.get(index)
+    }
+
     /// The site for a normalized host (see [`normalize_host`]); falls back to the default site.
     pub fn lookup(&self, host: &str) -> Option<&T> {
         self.lookup_exact_or_wildcard(host)
             .or(self.default)
             .map(|i| &self.sites[i])
-    }
-
-    /// Like [`lookup`](Self::lookup) without the default: whether some site names this host.
-    pub fn lookup_named(&self, host: &str) -> Option<&T> {
-        self.lookup_exact_or_wildcard(host).map(|i| &self.sites[i])
     }
 
     fn lookup_exact_or_wildcard(&self, host: &str) -> Option<usize> {
@@ -118,7 +118,6 @@ mod tests {
         for (host, want) in cases {
             assert_eq!(t.lookup(host), Some(&want), "{host}");
         }
-        assert_eq!(t.lookup_named("unknown.test"), None);
     }
 
     #[test]
@@ -126,6 +125,8 @@ mod tests {
         let mut t = HostTable::default();
         t.insert(1, ["a.test"], [], false);
         assert_eq!(t.lookup("b.test"), None);
+        assert_eq!(t.get(0), Some(&1));
+        assert_eq!(t.get(1), None);
     }
 
     #[test]

@@ -16,12 +16,19 @@ impl<T> PathTable<T> {
         PathTable { routes }
     }
 
-    /// The route whose prefix is the longest one `path` starts with, and that prefix.
-    pub fn lookup(&self, path: &str) -> Option<(&str, &T)> {
+    /// The route whose prefix is the longest one `path` starts with: its index (for [`get`](Self::get)), its
+    /// prefix and the route.
+    pub fn lookup(&self, path: &str) -> Option<(usize, &str, &T)> {
         self.routes
             .iter()
-            .find(|(prefix, _)| path.starts_with(&**prefix))
-            .map(|(p, t)| (&**p, t))
+            .enumerate()
+            .find(|(_, (prefix, _))| path.starts_with(&**prefix))
+            .map(|(i, (p, t))| (i, &**p, t))
+    }
+
+    /// The route at `index` (as returned by [`lookup`](Self::lookup)) and its prefix.
+    pub fn get(&self, index: usize) -> Option<(&str, &T)> {
+        self.routes.get(index).map(|(p, t)| (&**p, t))
     }
 }
 
@@ -48,7 +55,10 @@ mod tests {
             ("/pingpong", Some("ping")),
         ];
         for (path, want) in cases {
-            assert_eq!(t.lookup(path).map(|(_, v)| *v), want, "{path}");
+            assert_eq!(t.lookup(path).map(|(_, _, v)| *v), want, "{path}");
+            if let Some((i, p, v)) = t.lookup(path) {
+                assert_eq!(t.get(i), Some((p, v)));
+            }
         }
     }
 

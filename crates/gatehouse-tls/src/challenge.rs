@@ -4,10 +4,14 @@
 
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-/// Looks a token up elsewhere (the shared storage), so any node of a cluster can answer.
-pub type Fallback = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// Looks a token up elsewhere (the shared storage), so any node of a cluster can answer. Asynchronous: the
+/// store may be across the network, and the caller (a request on a worker thread) must not block on it.
+pub type Fallback =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Option<String>> + Send>> + Send + Sync>;
 
 /// HTTP-01: `/.well-known/acme-challenge/TOKEN` → key authorization.
 #[derive(Default)]
@@ -45,8 +49,9 @@ impl Http01Tokens {
         self.fallback.store(Arc::new(Some(fallback)));
     }
 
-    /// The key authorization for `token`, if this node (or the shared storage) knows it.
-    pub fn get(&self, token: &str) -> Option<String> {
+    /// The key authorization for `token`, if this node (or the shared storage) knows it. The caller bounds the
+    /// wait (a slow store must not hold a request forever).
+    pub async fn get(&self, token: &str) -> Option<String> {
         if let Some(v) = self.tokens.load().get(token) {
             return Some(v.clone());
         }
@@ -58,10 +63,12 @@ impl Http01Tokens {
         {
             return None;
         }
-        self.fallback
+        let lookup = self
+            .fallback
             .load()
             .as_ref()
             .as_ref()
-            .and_then(|f| f(token))
+            .map(|f| f(token.to_string()))?;
+        lookup.await
     }
 }

@@ -4,25 +4,21 @@ use crate::{alpn, provider};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use std::path::Path;
 use std::sync::Arc;
 
-/// A client config for a pool. With `ca`, only that CA (PEM, one or more certificates) is trusted.
-pub fn client_config(ca: Option<&Path>, h2: bool) -> Result<Arc<ClientConfig>, String> {
+/// A client config for a pool. With `ca_pem` (the bytes of a PEM file: one or more certificates), only that CA
+/// is trusted; the caller read the file once and names it in errors.
+pub fn client_config(ca_pem: Option<&[u8]>, h2: bool) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    match ca_pem {
+        Some(pem) => {
             let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok) {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            for cert in CertificateDer::pem_slice_iter(pem).filter_map(Result::ok) {
+                roots.add(cert).map_err(|e| e.to_string())?;
                 added += 1;
             }
             if added == 0 {
-                return Err(format!("{}: no PEM certificate found", path.display()));
+                return Err("no PEM certificate found".into());
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),

@@ -58,19 +58,26 @@ impl CertManager {
         self.store.clone()
     }
 
-    /// Loads every site's pair. Fails on the first pair that does not load, naming its file.
-    pub fn prepare(&self, sites: &[SiteCert]) -> Result<Prepared, CertError> {
+    /// Loads every site's pair. Fails with every pair that does not load, by its index in `sites`.
+    pub fn prepare(&self, sites: &[SiteCert]) -> Result<Prepared, Vec<(usize, CertError)>> {
         let mut out = Vec::with_capacity(sites.len());
-        for site in sites {
+        let mut errors = Vec::new();
+        for (i, site) in sites.iter().enumerate() {
             let before = stamp(site);
-            let loaded = load_pair(&site.cert, &site.key)?;
-            out.push(Entry {
-                site: site.clone(),
-                loaded,
-                stamp: before,
-            });
+            match load_pair(&site.cert, &site.key) {
+                Ok(loaded) => out.push(Entry {
+                    site: site.clone(),
+                    loaded,
+                    stamp: before,
+                }),
+                Err(e) => errors.push((i, e)),
+            }
         }
-        Ok(Prepared(out))
+        if errors.is_empty() {
+            Ok(Prepared(out))
+        } else {
+            Err(errors)
+        }
     }
 
     /// Makes prepared pairs the ones served.

@@ -35,7 +35,7 @@ fn acme_sites(config: &Config) -> Vec<AcmeSite> {
 impl Acme {
     /// Starts the manager if the config has an `[acme]` section: stored certificates are served at once,
     /// then the loop orders what is missing. Call on the control runtime.
-    pub fn start(config: &Config, proxy: &Arc<Proxy>) -> Result<Option<Acme>, String> {
+    pub async fn start(config: &Config, proxy: &Arc<Proxy>) -> Result<Option<Acme>, String> {
         let Some(a) = &config.acme else {
             return Ok(None);
         };
@@ -70,7 +70,7 @@ impl Acme {
             install,
         );
         let sites = acme_sites(config);
-        let loaded = manager.load_stored(&sites);
+        let loaded = manager.load_stored(&sites).await;
         tracing::info!(sites = sites.len(), loaded_from_storage = loaded, storage = %a.storage.display(), directory = %a.directory, "ACME manager started");
         let (tx, rx) = watch::channel(sites);
         tokio::spawn(manager.run(rx));

@@ -3,6 +3,7 @@
 mod acme;
 mod cli;
 mod logging;
+mod observe;
 mod reload;
 mod run;
 mod watch;
@@ -13,50 +14,42 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
-        cli::Command::Check { config } => match gatehouse_config::load(&config.path) {
-            Ok(cfg) => {
-                // The certificate files too: a config that would not start is not ok.
-                let mut bad = false;
-                for site in &cfg.sites {
-                    if let Some(gatehouse_config::SiteTls::Files { cert, key }) = &site.tls {
-                        if let Err(e) = gatehouse_tls::certificate::load_pair(cert, key) {
-                            eprintln!("{}: {e}", config.path.display());
-                            bad = true;
-                        }
-                    }
-                }
-                // Pool CA files too: they are read when the config is applied.
-                for pool in cfg.pools.values() {
-                    if let Some(tls) = &pool.tls {
-                        if let Err(e) =
-                            gatehouse_tls::client::client_config(tls.ca.as_deref(), pool.http2)
-                        {
-                            eprintln!("{}: pool.{}.ca: {e}", config.path.display(), pool.name);
-                            bad = true;
-                        }
-                    }
-                }
-                if bad {
-                    return ExitCode::from(1);
-                }
-                println!(
-                    "{}: ok ({} listener(s), {} site(s), {} pool(s))",
-                    config.path.display(),
-                    cfg.listeners.len(),
-                    cfg.sites.len(),
-                    cfg.pools.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-        },
+        cli::Command::Check { config } => check(&config.path),
         cli::Command::Run { config } => run::run(&config.path),
+    }
+}
+
+/// `gatehouse check`: parse and validate, then exactly what start-up and reload run before binding a socket
+/// (certificates, CA files, server names, the compiled snapshot), against throwaway registries.
+fn check(path: &std::path::Path) -> ExitCode {
+    let prepared = gatehouse_config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            let registries =
+                gatehouse_proxy::Registries::new(1, Arc::new(gatehouse_proxy::NoObserver))
+                    .map_err(|e| e.to_string())?;
+            gatehouse_proxy::prepare(cfg, &registries).map_err(|e| e.to_string())
+        });
+    match prepared {
+        Ok(p) => {
+            let cfg = p.config();
+            println!(
+                "{}: ok ({} listener(s), {} site(s), {} pool(s))",
+                path.display(),
+                cfg.listeners.len(),
+                cfg.sites.len(),
+                cfg.pools.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
     }
 }

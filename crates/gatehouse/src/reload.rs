@@ -68,7 +68,7 @@ impl Reloader {
         .await
         .unwrap_or_else(|e| Err(format!("config parser failed: {e}")));
         match parsed {
-            Ok(config) => self.apply(config, trigger),
+            Ok(config) => self.apply(config, trigger).await,
             Err(e) => {
                 tracing::error!(
                     generation,
@@ -79,7 +79,7 @@ impl Reloader {
         }
     }
 
-    fn apply(&self, config: Config, trigger: Trigger) -> bool {
+    async fn apply(&self, config: Config, trigger: Trigger) -> bool {
         let old = self.proxy.snapshot().config.clone();
         let changes = diff(&old, &config);
         if changes.is_empty() && trigger != Trigger::Signal {
@@ -90,18 +90,41 @@ impl Reloader {
             return false;
         }
         let listed: Vec<String> = changes.iter().map(ToString::to_string).collect();
-        match self.proxy.reload(config) {
+        // Certificates, CA files and DNS may block: off this thread, like the parse.
+        let proxy = self.proxy.clone();
+        let prepared = tokio::task::spawn_blocking(move || proxy.prepare(config))
+            .await
+            .unwrap_or_else(|e| {
+                Err(gatehouse_config::ConfigError::Io {
+                    path: self.path.display().to_string(),
+                    error: format!("preparing the config failed: {e}"),
+                })
+            });
+        let generation = self.proxy.generation();
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(
+                    generation,
+                    "config rejected; the running config keeps serving:\n{e}"
+                );
+                return false;
+            }
+        };
+        match self.proxy.apply(prepared) {
             Ok(report) => {
                 tracing::info!(
                     generation = report.generation,
                     trigger = ?trigger,
                     changes = %listed.join(", "),
+                    listeners_added = ?report.listeners_added,
+                    listeners_removed = ?report.listeners_removed,
                     "config applied"
                 );
                 true
             }
             Err(e) => {
-                tracing::error!(generation = self.proxy.generation(), error = %e, "config not applied; the running config keeps serving");
+                tracing::error!(generation, error = %e, "config not applied; the running config keeps serving");
                 false
             }
         }

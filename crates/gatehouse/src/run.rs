@@ -34,7 +34,11 @@ pub fn run(path: &Path) -> ExitCode {
     };
     crate::logging::init(&config.server.log_level);
     // Workers serve connections; this thread's own small runtime handles signals, reloads and sweeps.
-    let started = gatehouse_proxy::Workers::start(config.server.workers).and_then(|workers| {
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let started = gatehouse_proxy::Workers::start(workers).and_then(|workers| {
         let control = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -61,7 +65,8 @@ async fn serve(
     runtimes: &gatehouse_proxy::Workers,
 ) -> ExitCode {
     let workers = runtimes.len();
-    let proxy = match Proxy::start(config, runtimes.handles()) {
+    let observer = Arc::new(crate::observe::LogObserver);
+    let proxy = match Proxy::start(config, runtimes.handles(), observer) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -69,7 +74,7 @@ async fn serve(
         }
     };
     tracing::info!(config = %path.display(), workers, generation = proxy.generation(), "gatehouse started");
-    let acme = match crate::acme::Acme::start(&proxy.snapshot().config, &proxy) {
+    let acme = match crate::acme::Acme::start(&proxy.snapshot().config, &proxy).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "cannot start ACME");
@@ -133,7 +138,7 @@ async fn follow(
             let config = proxy.snapshot().config.clone();
             match &acme {
                 Some(a) => a.update(&config, proxy),
-                None => match crate::acme::Acme::start(&config, proxy) {
+                None => match crate::acme::Acme::start(&config, proxy).await {
                     Ok(a) => acme = a,
                     Err(e) => tracing::error!(error = %e, "cannot start ACME"),
                 },

@@ -2,10 +2,9 @@
 //! (certificate verified, SNI from the pool or the server's name), then the HTTP/1.1 or HTTP/2 handshake; the
 //! connection's I/O runs in its own task on the current worker.
 
+use super::body::RequestBody;
 use super::sender::Sender;
-use super::Upstream;
-use crate::body::RequestBody;
-use crate::snapshot::PoolRt;
+use super::{Settings, Upstream};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::time::Duration;
@@ -26,7 +25,12 @@ pub enum ConnectError {
 
 /// Connects to `up`. With `upgrades`, the connection may be taken over by a protocol upgrade (WebSocket)
 /// and must not be pooled; upgrades always use HTTP/1.1.
-pub async fn connect(pool: &PoolRt, up: &Upstream, upgrades: bool) -> Result<Sender, ConnectError> {
+pub async fn connect(
+    settings: &Settings,
+    up: &Upstream,
+    upgrades: bool,
+) -> Result<Sender, ConnectError> {
+    let pool = settings;
     let timeout = pool.connect_timeout;
     let work = async {
         let tcp = TcpStream::connect(up.addr).await?;

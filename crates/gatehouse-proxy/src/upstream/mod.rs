@@ -1,7 +1,12 @@
-//! Connections to backend servers: [`connect`] opens one (TCP_NODELAY, connect timeout, TLS if asked, HTTP/1.1
-//! or HTTP/2 handshake), [`pool`] keeps idle keep-alive connections per server (and shares HTTP/2 ones) so most
-//! requests open none.
+//! Connections to backend servers. Knows nothing of routes or requests' contexts: it is given a server, the
+//! pool's connection settings and a request, and hands back a sender or an error.
+//!
+//! * [`connect`] opens one (TCP_NODELAY, connect timeout, TLS if asked, HTTP/1.1 or HTTP/2 handshake);
+//! * [`pool`] keeps idle keep-alive connections per server and worker (and shares HTTP/2 ones), so most
+//!   requests open none;
+//! * [`sender`] is the handle a request is sent on; [`body`] the request body as it goes up.
 
+pub mod body;
 pub mod connect;
 pub mod pool;
 pub mod sender;
@@ -10,6 +15,7 @@ use gatehouse_balance::ServerState;
 use pool::ConnPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One server of a pool, with the state it shares with every snapshot that names it.
 #[derive(Debug, Clone)]
@@ -21,6 +27,18 @@ pub struct Upstream {
     pub server_name: Option<rustls_pki_types::ServerName<'static>>,
 }
 
+/// How a pool's connections are made.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub connect_timeout: Duration,
+    /// TLS to the servers, when the pool says so.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The same, offering only http/1.1 (for upgrades when `http2` is on).
+    pub tls_h1: Option<Arc<rustls::ClientConfig>>,
+    /// HTTP/2 to the servers (h2 over TLS, h2c in plain).
+    pub http2: bool,
+}
+
 /// How a pool speaks to its servers; idle connections are shared only between pools that speak alike.
 /// For TLS that includes what the server was verified against (CA and name): a connection verified with one
 /// pool's private CA must never serve a pool that trusts only the public roots.
@@ -28,6 +46,6 @@ pub struct Upstream {
 pub struct ConnKey {
     pub addr: SocketAddr,
     /// `None` in plain; else (CA file bytes, or empty for the webpki roots; server name).
-    pub tls: Option<(Vec<u8>, String)>,
+    pub tls: Option<(Arc<[u8]>, String)>,
     pub http2: bool,
 }

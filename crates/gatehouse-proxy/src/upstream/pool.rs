@@ -1,7 +1,7 @@
 //! Idle upstream HTTP/1.1 connections, per server address.
 //!
 //! A connection is taken out for one request and put back only when that request's response body has been
-//! read to its end (see [`crate::body::ResponseBody`]); one cut short is dropped, which closes it. The list is
+//! read to its end (the response body returns its [`Lease`]); one cut short is dropped, which closes it. The list is
 //! LIFO so that surplus connections go idle at the bottom and age out. Each worker thread has its own list
 //! (a connection's I/O task runs on the worker that opened it), so the short lock is never contended.
 

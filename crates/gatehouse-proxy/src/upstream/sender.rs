@@ -1,7 +1,7 @@
 //! A request sender on an upstream connection, HTTP/1.1 (one request at a time, lent out) or HTTP/2
 //! (multiplexed, shared).
 
-use crate::body::RequestBody;
+use super::body::RequestBody;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};

@@ -1,11 +1,6 @@
-//! Bodies in both directions, streamed frame by frame, never collected.
-//!
-//! [`RequestBody`] carries the client's body upstream and enforces `max_body` as it goes.
-//! [`ResponseBody`] carries the upstream's (or Gatehouse's own) body to the client, and holds what must be
-//! released when it ends: the server's in-flight count, the upstream connection (back to its pool when the
-//! body completed cleanly, closed otherwise), and the client connection's activity count.
+//! The response on its way to the client: the upstream's body, or a small answer of Gatehouse's own.
 
-use crate::listener::ActiveRequest;
+use crate::context::ErrorKind;
 use crate::upstream::pool::Lease;
 use bytes::Bytes;
 use gatehouse_balance::InFlight;
@@ -14,82 +9,13 @@ use hyper::body::Incoming;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body was cut because it exceeded max_body.
-#[derive(Debug, thiserror::Error)]
-#[error("request body exceeds max_body")]
-pub struct TooLarge;
-
-/// A client's request body on its way to a server.
-#[derive(Debug)]
-pub struct RequestBody {
-    inner: Option<Incoming>,
-    /// Bytes still allowed, when max_body applies.
-    remaining: Option<u64>,
-}
-
-impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
-        RequestBody {
-            inner: Some(inner),
-            remaining: limit,
-        }
-    }
-
-    pub fn empty() -> Self {
-        RequestBody {
-            inner: None,
-            remaining: None,
-        }
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let frame = ready!(Pin::new(inner).poll_frame(cx));
-        if let (Some(Ok(f)), Some(rem)) = (&frame, this.remaining.as_mut()) {
-            if let Some(data) = f.data_ref() {
-                let n = data.len() as u64;
-                if n > *rem {
-                    this.inner = None;
-                    return Poll::Ready(Some(Err(Box::new(TooLarge))));
-                }
-                *rem -= n;
-            }
-        }
-        Poll::Ready(frame.map(|r| r.map_err(Into::into)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
-    }
-}
-
-/// A response body on its way to the client.
 #[derive(Debug)]
 pub struct ResponseBody {
     kind: Kind,
     /// Upstream resources held until the body ends.
     upstream: Option<UpstreamHold>,
-    /// Marks the client connection busy until the body ends (idle timeout, graceful drain).
-    _active: Option<ActiveRequest>,
+    /// For an answer Gatehouse gave itself: why (read into the request's context).
+    error: Option<ErrorKind>,
 }
 
 #[derive(Debug)]
@@ -111,7 +37,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())),
             upstream: None,
-            _active: None,
+            error: None,
         }
     }
 
@@ -119,16 +45,24 @@ impl ResponseBody {
         Self::full(Bytes::new())
     }
 
+    /// The text of an error answer, marked with its kind.
+    pub fn error(kind: ErrorKind, text: Bytes) -> Self {
+        let mut b = Self::full(text);
+        b.error = Some(kind);
+        b
+    }
+
     pub fn upstream(body: Incoming, hold: UpstreamHold) -> Self {
         ResponseBody {
             kind: Kind::Upstream(body),
             upstream: Some(hold),
-            _active: None,
+            error: None,
         }
     }
 
-    pub(crate) fn set_active(&mut self, active: ActiveRequest) {
-        self._active = Some(active);
+    /// Why Gatehouse gave this answer itself, if it did.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        self.error
     }
 
     /// The upstream body ended cleanly: the connection may serve another request.

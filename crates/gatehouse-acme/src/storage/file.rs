@@ -1,46 +1,12 @@
-//! Where ACME state lives: the account, each certificate and key, HTTP-01 tokens, and per-name locks.
-//!
-//! Keys are `/`-separated relative names (`account.json`, `certificates/example.com/cert.pem`). A lock is a
-//! lease: it expires by itself after its TTL, so a node that dies while ordering blocks nobody for long; the
-//! holder renews it while it works.
+//! The file backend: one machine (or several sharing a folder), 0700 folders, 0600 files, writes by temporary
+//! file + rename. Every call runs on tokio's blocking pool, never on the thread that asked.
 
+use super::{LockToken, Storage, StorageError};
+use crate::keys;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("{path}: {error}")]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("invalid storage key {0:?}")]
-    BadKey(String),
-}
-
-/// Proof of holding a lock, needed to renew or release it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockToken {
-    pub name: String,
-    pub owner: String,
-}
-
-/// The storage seam: what several nodes must share to act as one.
-pub trait Storage: Send + Sync + std::fmt::Debug {
-    fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
-    /// Replaces `key` atomically: readers see the old bytes or the new, never a mix.
-    fn store(&self, key: &str, value: &[u8]) -> Result<(), StorageError>;
-    fn delete(&self, key: &str) -> Result<(), StorageError>;
-    /// Keys under `prefix`.
-    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
-    /// Takes the lock `name` for `ttl`, or `None` when another live holder has it.
-    fn lock(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>, StorageError>;
-    /// Extends a held lease; false when it was lost (expired and taken by someone else).
-    fn renew(&self, token: &LockToken, ttl: Duration) -> Result<bool, StorageError>;
-    fn unlock(&self, token: &LockToken) -> Result<(), StorageError>;
-}
 
 /// Storage in a folder: 0700 folders, 0600 files, writes by temporary file + rename.
 #[derive(Debug, Clone)]
@@ -116,8 +82,56 @@ fn owner_id() -> String {
     )
 }
 
+impl FileStorage {
+    /// Runs `f` on the blocking pool: file system calls may stall for as long as the disk likes.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&FileStorage) -> Result<T, StorageError> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+}
+
+#[async_trait::async_trait]
 impl Storage for FileStorage {
-    fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = key.to_string();
+        self.blocking(move |s| s.load_now(&key)).await
+    }
+
+    async fn store(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.blocking(move |s| s.store_now(&key, &value)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let key = key.to_string();
+        self.blocking(move |s| s.delete_now(&key)).await
+    }
+
+    async fn lock(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>, StorageError> {
+        let name = name.to_string();
+        self.blocking(move |s| s.lock_now(&name, ttl)).await
+    }
+
+    async fn renew(&self, token: &LockToken, ttl: Duration) -> Result<bool, StorageError> {
+        let token = token.clone();
+        self.blocking(move |s| s.renew_now(&token, ttl)).await
+    }
+
+    async fn unlock(&self, token: &LockToken) -> Result<(), StorageError> {
+        let token = token.clone();
+        self.blocking(move |s| s.unlock_now(&token)).await
+    }
+}
+
+/// The same operations, synchronous, for the blocking pool.
+impl FileStorage {
+    fn load_now(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let path = self.path(key)?;
         match std::fs::read(&path) {
             Ok(b) => Ok(Some(b)),
@@ -126,7 +140,7 @@ impl Storage for FileStorage {
         }
     }
 
-    fn store(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+    fn store_now(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         make_dir(&dir)?;
@@ -151,7 +165,7 @@ impl Storage for FileStorage {
         })
     }
 
-    fn delete(&self, key: &str) -> Result<(), StorageError> {
+    fn delete_now(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path(key)?;
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -160,36 +174,8 @@ impl Storage for FileStorage {
         }
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let rd = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io(&dir)(e)),
-            };
-            for entry in rd.flatten() {
-                let p = entry.path();
-                if entry.file_name().to_string_lossy().starts_with('.') {
-                    continue;
-                }
-                if p.is_dir() {
-                    stack.push(p);
-                } else if let Ok(rel) = p.strip_prefix(&self.root) {
-                    let key = rel.to_string_lossy().into_owned();
-                    if key.starts_with(prefix) {
-                        out.push(key);
-                    }
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    fn lock(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>, StorageError> {
-        let key = format!("locks/{name}.lock");
+    fn lock_now(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>, StorageError> {
+        let key = keys::lock(name);
         let path = self.path(&key)?;
         make_dir(path.parent().unwrap_or(&self.root))?;
         let owner = owner_id();
@@ -231,30 +217,30 @@ impl Storage for FileStorage {
         Ok(None)
     }
 
-    fn renew(&self, token: &LockToken, ttl: Duration) -> Result<bool, StorageError> {
-        let key = format!("locks/{}.lock", token.name);
+    fn renew_now(&self, token: &LockToken, ttl: Duration) -> Result<bool, StorageError> {
+        let key = keys::lock(&token.name);
         let current = self
-            .load(&key)?
+            .load_now(&key)?
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         if current.lines().next() != Some(token.owner.as_str()) {
             return Ok(false);
         }
-        self.store(
+        self.store_now(
             &key,
             format!("{}\n{}\n", token.owner, now_ms() + ttl.as_millis() as u64).as_bytes(),
         )?;
         Ok(true)
     }
 
-    fn unlock(&self, token: &LockToken) -> Result<(), StorageError> {
-        let key = format!("locks/{}.lock", token.name);
+    fn unlock_now(&self, token: &LockToken) -> Result<(), StorageError> {
+        let key = keys::lock(&token.name);
         let current = self
-            .load(&key)?
+            .load_now(&key)?
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         if current.lines().next() == Some(token.owner.as_str()) {
-            self.delete(&key)?;
+            self.delete_now(&key)?;
         }
         Ok(())
     }
@@ -264,16 +250,21 @@ impl Storage for FileStorage {
 mod tests {
     use super::*;
 
-    #[test]
-    fn store_is_atomic_and_private() {
+    #[tokio::test]
+    async fn store_is_atomic_and_private() {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStorage::open(dir.path().join("acme")).unwrap();
-        s.store("certificates/a.test/key.pem", b"secret").unwrap();
+        s.store("certificates/a.test/key.pem", b"secret")
+            .await
+            .unwrap();
         assert_eq!(
-            s.load("certificates/a.test/key.pem").unwrap().as_deref(),
+            s.load("certificates/a.test/key.pem")
+                .await
+                .unwrap()
+                .as_deref(),
             Some(&b"secret"[..])
         );
-        assert_eq!(s.load("nope").unwrap(), None);
+        assert_eq!(s.load("nope").await.unwrap(), None);
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir.path().join("acme")), 0o700);
         assert_eq!(mode(&dir.path().join("acme/certificates/a.test")), 0o700);
@@ -281,44 +272,49 @@ mod tests {
             mode(&dir.path().join("acme/certificates/a.test/key.pem")),
             0o600
         );
-        assert_eq!(
-            s.list("certificates/").unwrap(),
-            vec!["certificates/a.test/key.pem"]
-        );
-        assert!(s.store("../escape", b"x").is_err());
-        assert!(s.store("a/./b", b"x").is_err());
+        assert!(s.store("../escape", b"x").await.is_err());
+        assert!(s.store("a/./b", b"x").await.is_err());
     }
 
-    #[test]
-    fn a_lock_has_one_holder_until_released_or_expired() {
+    #[tokio::test]
+    async fn a_lock_has_one_holder_until_released_or_expired() {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStorage::open(dir.path()).unwrap();
         let t = s
             .lock("a.test", Duration::from_secs(60))
+            .await
             .unwrap()
             .expect("free");
         assert!(
-            s.lock("a.test", Duration::from_secs(60)).unwrap().is_none(),
+            s.lock("a.test", Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_none(),
             "held"
         );
-        assert!(s.renew(&t, Duration::from_secs(60)).unwrap());
-        s.unlock(&t).unwrap();
+        assert!(s.renew(&t, Duration::from_secs(60)).await.unwrap());
+        s.unlock(&t).await.unwrap();
         let t2 = s
             .lock("a.test", Duration::from_millis(1))
+            .await
             .unwrap()
             .expect("released");
         std::thread::sleep(Duration::from_millis(20));
         // The holder "died": its lease ran out, so another can take it, and the old token is void.
         let t3 = s
             .lock("a.test", Duration::from_secs(60))
+            .await
             .unwrap()
             .expect("expired lock taken over");
-        assert!(!s.renew(&t2, Duration::from_secs(60)).unwrap());
-        s.unlock(&t2).unwrap();
+        assert!(!s.renew(&t2, Duration::from_secs(60)).await.unwrap());
+        s.unlock(&t2).await.unwrap();
         assert!(
-            s.lock("a.test", Duration::from_secs(60)).unwrap().is_none(),
+            s.lock("a.test", Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_none(),
             "t2's unlock did not free t3's lock"
         );
-        s.unlock(&t3).unwrap();
+        s.unlock(&t3).await.unwrap();
     }
 }

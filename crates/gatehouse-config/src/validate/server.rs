@@ -1,0 +1,157 @@
+//! `[server]`: process-wide settings.
+
+use super::Checker;
+use crate::model::*;
+use crate::raw::RawServer;
+use std::net::SocketAddr;
+
+pub(super) fn check(c: &mut Checker, s: &RawServer) -> Server {
+    let admin = s.admin.as_ref().and_then(|a| {
+        let text = a.get_ref().trim();
+        if text.is_empty() {
+            return None;
+        }
+        text.parse::<SocketAddr>()
+            .map_err(|_| {
+                c.err(
+                    a.span(),
+                    "server.admin",
+                    format!("{text:?} is not an ip:port address (e.g. \"127.0.0.1:9901\")"),
+                )
+            })
+            .ok()
+    });
+    let access_log = match s.access_log.as_ref().map(|v| v.get_ref().as_str()) {
+        None | Some("stdout") => AccessLog::Stdout,
+        Some("off") => AccessLog::Off,
+        Some(path) => AccessLog::File(path.into()),
+    };
+    let access_log_format = match &s.access_log_format {
+        None => AccessLogFormat::Combined,
+        Some(f) => match f.get_ref().as_str() {
+            "combined" => AccessLogFormat::Combined,
+            "json" => AccessLogFormat::Json,
+            other => {
+                c.err(
+                    f.span(),
+                    "server.access_log_format",
+                    format!("{other:?}: expected \"combined\" or \"json\""),
+                );
+                AccessLogFormat::Combined
+            }
+        },
+    };
+    let workers = match &s.workers {
+        None => 0,
+        Some(w) => usize::try_from(*w.get_ref()).unwrap_or_else(|_| {
+            c.err(
+                w.span(),
+                "server.workers",
+                "must be 0 (one per core) or a positive number",
+            );
+            0
+        }),
+    };
+    let tls_min_version = s.tls_min_version.as_ref().map_or(TlsVersion::Tls12, |v| {
+        c.tls_version(v, "server.tls_min_version")
+    });
+    let max_header_size = c
+        .size(&s.max_header_size, "server.max_header_size")
+        .map_or(defaults::MAX_HEADER_SIZE, |n| n as usize);
+    if max_header_size < 8192 {
+        if let Some(v) = &s.max_header_size {
+            c.err(v.span(), "server.max_header_size", "must be at least 8KiB");
+        }
+    }
+    Server {
+        admin,
+        log_level: match &s.log_level {
+            None => defaults::LOG_LEVEL.into(),
+            Some(l) => {
+                if let Err(e) = check_log_level(l.get_ref()) {
+                    c.err(l.span(), "server.log_level", e);
+                }
+                l.get_ref().clone()
+            }
+        },
+        access_log,
+        access_log_format,
+        grace_period: c.duration(
+            &s.grace_period,
+            "server.grace_period",
+            defaults::GRACE_PERIOD,
+        ),
+        workers,
+        admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
+        trusted_proxies: c.cidrs(&s.trusted_proxies, "server.trusted_proxies"),
+        header_read_timeout: c.duration(
+            &s.header_read_timeout,
+            "server.header_read_timeout",
+            defaults::HEADER_READ_TIMEOUT,
+        ),
+        idle_timeout: c.duration(
+            &s.idle_timeout,
+            "server.idle_timeout",
+            defaults::IDLE_TIMEOUT,
+        ),
+        max_header_size,
+        tls_min_version,
+    }
+}
+
+/// A level ("info") or tracing directives ("warn,gatehouse_proxy=debug"): every level named must exist.
+fn check_log_level(s: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive
+            .rsplit('=')
+            .next()
+            .unwrap_or(directive)
+            .to_ascii_lowercase();
+        if !LEVELS.contains(&level.as_str()) {
+            return Err(format!(
+                "{directive:?} is not a level (trace, debug, info, warn, error, off) or target=level"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{rejects, OK};
+    use crate::parse;
+
+    #[test]
+    fn bad_server_settings_name_their_line() {
+        rejects(
+            "bad log level",
+            "[pool.web]",
+            "[server]\nlog_level = \"loud\"\n[pool.web]",
+            13,
+            "not a level",
+        );
+        rejects(
+            "admin by name",
+            "[pool.web]",
+            "[server]\nadmin = \"localhost:9901\"\n[pool.web]",
+            13,
+            "server.admin",
+        );
+        rejects(
+            "small header limit",
+            "[pool.web]",
+            "[server]\nmax_header_size = \"1KiB\"\n[pool.web]",
+            13,
+            "at least 8KiB",
+        );
+    }
+
+    #[test]
+    fn workers_zero_is_left_for_start_up_to_resolve() {
+        let cfg = parse(OK, "t.toml").unwrap();
+        assert_eq!(cfg.server.workers, 0, "0 = one per core, resolved at start");
+        let cfg = parse(&format!("[server]\nworkers = 3\n{OK}"), "t.toml").unwrap();
+        assert_eq!(cfg.server.workers, 3);
+    }
+}

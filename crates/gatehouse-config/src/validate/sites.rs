@@ -1,0 +1,363 @@
+//! `[[site]]` and `[[site.route]]`: which hosts a site answers, and what each path prefix does.
+
+use super::{http_header_unsafe, Checker};
+use crate::model::*;
+use crate::raw::{RawPool, RawRoute, RawSite};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use toml::Spanned;
+
+pub(super) fn check(
+    c: &mut Checker,
+    raw: &[Spanned<RawSite>],
+    pools: &BTreeMap<String, Spanned<RawPool>>,
+) -> Vec<Site> {
+    let mut seen_hosts: HashMap<HostPattern, usize> = HashMap::new();
+    let mut default_site: Option<usize> = None;
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let site_span = s.span();
+        let s = s.get_ref();
+        let key = format!("site[{i}]");
+        if s.hosts.get_ref().is_empty() {
+            c.err(
+                s.hosts.span(),
+                format!("{key}.hosts"),
+                "a site needs at least one host",
+            );
+        }
+        let mut hosts = Vec::new();
+        for h in s.hosts.get_ref() {
+            match parse_host(h.get_ref()) {
+                Ok(p) => {
+                    if let Some(prev) = seen_hosts.insert(p.clone(), i) {
+                        c.err(
+                            h.span(),
+                            format!("{key}.hosts"),
+                            format!("{:?} is already a host of site[{prev}]", h.get_ref()),
+                        );
+                    }
+                    hosts.push(p);
+                }
+                Err(e) => c.err(h.span(), format!("{key}.hosts"), e),
+            }
+        }
+        if s.default {
+            if let Some(prev) = default_site {
+                c.err(
+                    site_span.clone(),
+                    format!("{key}.default"),
+                    format!("site[{prev}] is already the default site"),
+                );
+            }
+            default_site = Some(i);
+        }
+        let tls = s.tls.as_ref().and_then(|t| check_site_tls(c, t, &key));
+        if let Some(v) = &s.hsts {
+            if v.get_ref().is_empty() || http_header_unsafe(v.get_ref()) {
+                c.err(
+                    v.span(),
+                    format!("{key}.hsts"),
+                    "must be a header value such as \"max-age=31536000\"",
+                );
+            }
+        }
+        let site_rules = SiteRules {
+            allow: c.cidrs(&s.allow, &format!("{key}.allow")),
+            deny: c.cidrs(&s.deny, &format!("{key}.deny")),
+            max_body: c.size(&s.max_body, &format!("{key}.max_body")),
+        };
+        if s.routes.is_empty() {
+            c.err(
+                site_span.clone(),
+                format!("{key}.route"),
+                "a site needs at least one [[site.route]]",
+            );
+        }
+        let mut paths = HashSet::new();
+        let mut routes = Vec::new();
+        for (j, r) in s.routes.iter().enumerate() {
+            let rkey = format!("{key}.route[{j}]");
+            let path = r.get_ref().path.get_ref();
+            if !path.starts_with('/') {
+                c.err(
+                    r.get_ref().path.span(),
+                    format!("{rkey}.path"),
+                    format!("{path:?} must start with '/'"),
+                );
+            } else if !paths.insert(path.clone()) {
+                c.err(
+                    r.get_ref().path.span(),
+                    format!("{rkey}.path"),
+                    format!("{path:?} appears twice in this site: the second would never match"),
+                );
+            }
+            if let Some(route) = check_route(c, r, &rkey, pools, &site_rules) {
+                routes.push(route);
+            }
+        }
+        out.push(Site {
+            hosts,
+            default: s.default,
+            routes,
+            tls,
+            redirect_https: s.redirect_https.as_ref().is_some_and(|v| *v.get_ref()),
+            hsts: s.hsts.as_ref().map(|v| v.get_ref().clone()),
+        });
+    }
+    out
+}
+
+/// What a site passes down to its routes.
+struct SiteRules {
+    allow: Vec<ipnet::IpNet>,
+    deny: Vec<ipnet::IpNet>,
+    max_body: Option<u64>,
+}
+
+fn check_route(
+    c: &mut Checker,
+    r: &Spanned<RawRoute>,
+    rkey: &str,
+    pools: &BTreeMap<String, Spanned<RawPool>>,
+    site: &SiteRules,
+) -> Option<Route> {
+    let rspan = r.span();
+    let r = r.get_ref();
+    let status = match &r.status {
+        None => None,
+        Some(st) => match u16::try_from(*st.get_ref()) {
+            Ok(v) if (200..=599).contains(&v) => Some((v, st.span())),
+            _ => {
+                c.err(
+                    st.span(),
+                    format!("{rkey}.status"),
+                    "must be an HTTP status between 200 and 599",
+                );
+                None
+            }
+        },
+    };
+    let action = match (&r.pool, &r.redirect, &r.respond) {
+        (Some(pool), None, None) => {
+            if !pools.contains_key(pool.get_ref()) {
+                let known: Vec<&str> = pools.keys().map(String::as_str).collect();
+                c.err(
+                    pool.span(),
+                    format!("{rkey}.pool"),
+                    format!(
+                        "no pool named {:?} (pools: {})",
+                        pool.get_ref(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+            if let Some((_, sp)) = &status {
+                c.err(
+                    sp.clone(),
+                    format!("{rkey}.status"),
+                    "status applies only to redirect or respond routes",
+                );
+            }
+            RouteAction::Pool {
+                pool: pool.get_ref().clone(),
+                strip_prefix: r.strip_prefix,
+            }
+        }
+        (None, Some(to), None) => {
+            let status = status.map_or(defaults::REDIRECT_STATUS, |(s, _)| s);
+            if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+                c.err(
+                    r.status.as_ref().map_or(rspan.clone(), |s| s.span()),
+                    format!("{rkey}.status"),
+                    "a redirect status is one of 301, 302, 303, 307, 308",
+                );
+            }
+            if to.get_ref().is_empty() || http_header_unsafe(to.get_ref()) {
+                c.err(
+                    to.span(),
+                    format!("{rkey}.redirect"),
+                    "must be a non-empty URL without control characters",
+                );
+            }
+            RouteAction::Redirect {
+                location: to.get_ref().clone(),
+                status,
+            }
+        }
+        (None, None, Some(body)) => RouteAction::Respond {
+            body: body.clone(),
+            status: status.map_or(defaults::RESPOND_STATUS, |(s, _)| s),
+        },
+        _ => {
+            c.err(
+                rspan,
+                rkey,
+                "a route needs exactly one of pool, redirect or respond",
+            );
+            return None;
+        }
+    };
+    if r.strip_prefix && !matches!(action, RouteAction::Pool { .. }) {
+        c.err(
+            rspan,
+            format!("{rkey}.strip_prefix"),
+            "strip_prefix applies only to pool routes",
+        );
+    }
+    let route_max_body = c.size(&r.max_body, &format!("{rkey}.max_body"));
+    Some(Route {
+        path: r.path.get_ref().clone(),
+        action,
+        access: AccessRules {
+            site_allow: site.allow.clone(),
+            site_deny: site.deny.clone(),
+            route_allow: c.cidrs(&r.allow, &format!("{rkey}.allow")),
+            route_deny: c.cidrs(&r.deny, &format!("{rkey}.deny")),
+        },
+        max_body: route_max_body.or(site.max_body),
+    })
+}
+
+/// Lower-cases and checks a site host; `*.` may lead, nothing else may be a wildcard.
+fn parse_host(s: &str) -> Result<HostPattern, String> {
+    let h = s.trim().to_ascii_lowercase();
+    let (wild, name) = match h.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, h.as_str()),
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !ok {
+        return Err(format!(
+            "{s:?} is not a host name (letters, digits, '-', dots; one leading \"*.\" for a wildcard; no port)"
+        ));
+    }
+    Ok(if wild {
+        HostPattern::Wildcard(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name.to_string())
+    })
+}
+
+/// `tls = { cert = "...", key = "..." }` (the files are read when the config is prepared) or `tls = "acme"`.
+fn check_site_tls(c: &mut Checker, t: &Spanned<toml::Value>, site_key: &str) -> Option<SiteTls> {
+    let key = format!("{site_key}.tls");
+    match t.get_ref() {
+        toml::Value::String(s) if s == "acme" => Some(SiteTls::Acme),
+        toml::Value::Table(tab) => {
+            if let Some(unknown) = tab.keys().find(|k| !matches!(k.as_str(), "cert" | "key")) {
+                c.err(
+                    t.span(),
+                    &key,
+                    format!("unknown key {unknown:?}; expected cert and key"),
+                );
+                return None;
+            }
+            match (
+                tab.get("cert").and_then(|v| v.as_str()),
+                tab.get("key").and_then(|v| v.as_str()),
+            ) {
+                (Some(cert), Some(k)) => Some(SiteTls::Files {
+                    cert: cert.into(),
+                    key: k.into(),
+                    at: c.at(t.span()),
+                }),
+                _ => {
+                    c.err(
+                        t.span(),
+                        &key,
+                        "needs cert = \"file.pem\" and key = \"file.key\"",
+                    );
+                    None
+                }
+            }
+        }
+        _ => {
+            c.err(
+                t.span(),
+                &key,
+                "expected \"acme\" or { cert = \"file.pem\", key = \"file.key\" }",
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{errors, rejects, OK};
+
+    #[test]
+    fn bad_sites_and_routes_name_their_line() {
+        rejects(
+            "unknown pool",
+            "pool = \"web\"",
+            "pool = \"api\"",
+            10,
+            "no pool named \"api\"",
+        );
+        rejects(
+            "bad host",
+            "\"example.com\",",
+            "\"exa mple.com\",",
+            7,
+            "not a host name",
+        );
+        rejects(
+            "bad cidr",
+            "[[site]]",
+            "[[site]]\nallow = [\"10.0.0.0/33\"]",
+            7,
+            "not a CIDR",
+        );
+        rejects(
+            "relative path",
+            "path = \"/\"",
+            "path = \"api\"",
+            9,
+            "must start with '/'",
+        );
+        rejects(
+            "tls table",
+            "[[site]]",
+            "[[site]]\ntls = { cert = \"c.pem\" }",
+            7,
+            "needs cert",
+        );
+    }
+
+    #[test]
+    fn duplicate_hosts_and_paths() {
+        let dup_route = OK.replace(
+            "pool = \"web\"",
+            "pool = \"web\"\n  [[site.route]]\n  path = \"/\"\n  respond = \"x\"",
+        );
+        assert!(errors(&dup_route)
+            .iter()
+            .any(|e| e.contains("appears twice")));
+        let dup_host = format!("{OK}\n[[site]]\nhosts = [\"EXAMPLE.com\"]\n  [[site.route]]\n  path = \"/\"\n  respond = \"x\"\n");
+        assert!(errors(&dup_host)
+            .iter()
+            .any(|e| e.contains("already a host of site[0]")));
+    }
+
+    #[test]
+    fn route_actions_are_exclusive_and_statuses_checked() {
+        let two = OK.replace("pool = \"web\"", "pool = \"web\"\n  respond = \"x\"");
+        assert!(errors(&two).iter().any(|e| e.contains("exactly one of")));
+        let bad_redirect = OK.replace("pool = \"web\"", "redirect = \"/x\"\n  status = 200");
+        assert!(errors(&bad_redirect)
+            .iter()
+            .any(|e| e.contains("redirect status")));
+    }
+}

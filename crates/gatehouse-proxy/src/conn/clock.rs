@@ -1,0 +1,209 @@
+//! The connection watchdog's clocks, kept in one place.
+//!
+//! hyper's own header timer also runs while a keep-alive connection sits idle, which would make an idle
+//! timeout meaningless; so the listener's watchdog keeps two clocks of its own:
+//! * *idle*: no request in flight and no bytes since the last one ended;
+//! * *head*: bytes of a request arrived, but no complete head yet (slowloris).
+//!
+//! Three events move them, each one atomic store: the client socket saw the first bytes of a head
+//! ([`Clock::head_bytes`], from the listener's socket wrapper), a request started ([`ActiveRequest::new`]),
+//! a request ended (its guard dropped). [`Timeouts::check`] reads them.
+
+use super::Conn;
+use gatehouse_balance::now_ms;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Clock {
+    /// Requests in progress on this connection.
+    active: AtomicU32,
+    /// When the last request finished (or the connection opened).
+    last_done_ms: AtomicU64,
+    /// When bytes of a not yet complete request head started to arrive; 0 = none pending.
+    head_started_ms: AtomicU64,
+    /// Requests started on this connection (lets the head scanner tell heads from bodies).
+    started: AtomicU32,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock {
+            active: AtomicU32::new(0),
+            last_done_ms: AtomicU64::new(now_ms()),
+            head_started_ms: AtomicU64::new(0),
+            started: AtomicU32::new(0),
+        }
+    }
+
+    /// Bytes arrived while no request runs: a head has started (the clock starts at its first byte only).
+    pub fn head_bytes(&self) {
+        if self.head_started_ms.load(Relaxed) == 0 {
+            self.head_started_ms.store(now_ms(), Relaxed);
+        }
+    }
+
+    /// Whether a request is in progress (its bytes are a body, not a head).
+    pub fn busy(&self) -> bool {
+        self.active.load(Relaxed) > 0
+    }
+
+    /// Requests started so far.
+    pub fn started(&self) -> u32 {
+        self.started.load(Relaxed)
+    }
+}
+
+/// Marks a request as in progress on its connection until dropped (when its response body is done). It holds
+/// the connection, so whoever holds a request's context can read the connection's facts.
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<Conn>);
+
+impl ActiveRequest {
+    pub fn new(conn: Arc<Conn>) -> Self {
+        let clock = &conn.clock;
+        clock.active.fetch_add(1, Relaxed);
+        clock.started.fetch_add(1, Relaxed);
+        clock.head_started_ms.store(0, Relaxed);
+        ActiveRequest(conn)
+    }
+
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.0
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        let clock = &self.0.clock;
+        clock.last_done_ms.store(now_ms(), Relaxed);
+        clock.active.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The two client-side limits of a connection, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    idle_ms: u64,
+    head_ms: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing due yet: look again in this many milliseconds.
+    Wait(u64),
+    /// No request in flight and none started for idle_timeout.
+    Idle,
+    /// A request head started arriving header_read_timeout ago and is still incomplete.
+    SlowHead,
+}
+
+impl Timeouts {
+    pub fn new(idle: Duration, head: Duration) -> Self {
+        Timeouts {
+            idle_ms: idle.as_millis() as u64,
+            head_ms: head.as_millis() as u64,
+        }
+    }
+
+    pub fn idle(&self) -> Duration {
+        Duration::from_millis(self.idle_ms)
+    }
+
+    pub fn head(&self) -> Duration {
+        Duration::from_millis(self.head_ms)
+    }
+
+    pub fn first_check(&self) -> Duration {
+        Duration::from_millis(self.idle_ms.min(self.head_ms).max(1))
+    }
+
+    pub fn check(&self, clock: &Clock, now: u64) -> Verdict {
+        if clock.busy() {
+            return Verdict::Wait(self.idle_ms.min(self.head_ms).max(10));
+        }
+        let head = clock.head_started_ms.load(Relaxed);
+        if head != 0 {
+            let waited = now.saturating_sub(head);
+            return if waited >= self.head_ms {
+                Verdict::SlowHead
+            } else {
+                Verdict::Wait((self.head_ms - waited).max(10))
+            };
+        }
+        let idle = now.saturating_sub(clock.last_done_ms.load(Relaxed));
+        if idle >= self.idle_ms {
+            Verdict::Idle
+        } else {
+            Verdict::Wait((self.idle_ms - idle).max(10))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Peer;
+
+    fn conn() -> Arc<Conn> {
+        let peer = Peer::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "test".into(),
+            None,
+            std::time::Instant::now(),
+        );
+        Arc::new(Conn::new(
+            peer,
+            Arc::new(crate::conn::Tracker::default()).open(),
+        ))
+    }
+
+    #[test]
+    fn idle_and_slow_head_clocks() {
+        let t = Timeouts::new(Duration::from_secs(65), Duration::from_secs(30));
+        let c = conn();
+        let clock = &c.clock;
+        let start = clock.last_done_ms.load(Relaxed);
+        assert!(matches!(t.check(clock, start + 1000), Verdict::Wait(_)));
+        assert_eq!(
+            t.check(clock, start + 65_000),
+            Verdict::Idle,
+            "idle for 65 s"
+        );
+        assert_eq!(
+            t.check(clock, start + 40_000),
+            Verdict::Wait(25_000),
+            "30 s of idle is not a slow head"
+        );
+
+        clock.head_started_ms.store(start + 40_000, Relaxed);
+        assert_eq!(t.check(clock, start + 60_000), Verdict::Wait(10_000));
+        assert_eq!(t.check(clock, start + 70_000), Verdict::SlowHead);
+
+        let busy = ActiveRequest::new(conn());
+        assert!(
+            matches!(t.check(&busy.conn().clock, u64::MAX / 2), Verdict::Wait(_)),
+            "never while a request runs"
+        );
+        assert_eq!(busy.conn().clock.started(), 1);
+    }
+
+    #[test]
+    fn a_request_resets_the_head_clock_and_its_end_the_idle_clock() {
+        let c = conn();
+        c.clock.head_bytes();
+        assert_ne!(c.clock.head_started_ms.load(Relaxed), 0);
+        let active = ActiveRequest::new(c.clone());
+        assert_eq!(c.clock.head_started_ms.load(Relaxed), 0);
+        assert!(c.clock.busy());
+        drop(active);
+        assert!(!c.clock.busy());
+    }
+}

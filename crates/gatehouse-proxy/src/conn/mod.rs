@@ -1,0 +1,38 @@
+//! One client connection, as the rest of the proxy sees it. A leaf: nothing here knows of requests, routes or
+//! upstreams, so every other module may use it.
+//!
+//! * [`drain`]: counts open connections and tunnels, so shutdown knows when everything has drained.
+//! * [`peer`]: the connection's immutable facts (addresses, listener, TLS), read by every request.
+//! * [`clock`]: the watchdog's clocks (idle, request head) — the only code that reads or writes them.
+//! * [`framing`]: the head scanner, for the one framing fact hyper hides.
+
+mod clock;
+mod drain;
+mod framing;
+mod peer;
+
+pub use clock::{ActiveRequest, Clock, Timeouts, Verdict};
+pub use drain::{TrackGuard, Tracker};
+pub use framing::{FramingFlag, HeadScan};
+pub use peer::{Peer, Scheme, TlsFacts};
+
+/// A client connection, shared (`Arc`) by its serving task, its requests and any tunnel it became. It
+/// holds the connection's drain unit, so a graceful shutdown waits for whichever of them ends last.
+#[derive(Debug)]
+pub struct Conn {
+    pub peer: Peer,
+    pub clock: Clock,
+    pub framing: FramingFlag,
+    _open: TrackGuard,
+}
+
+impl Conn {
+    pub fn new(peer: Peer, open: TrackGuard) -> Self {
+        Conn {
+            peer,
+            clock: Clock::new(),
+            framing: FramingFlag::default(),
+            _open: open,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The request path, one phase per step, read top to bottom. The numbers are the ones in
+//! `docs/architecture.md` ("A request's life") and in the comments below.
+//!
+//! 1. [`route`]: framing, ACME challenges, host, site, path, client address — or an early answer.
+//! 2. [`crate::layers`]: the site's and the route's layers (HSTS, access rules) around step 3.
+//! 3. The route's action: a fixed answer, a redirect, or forwarding to its pool:
+//!    * 3a. [`rewrite`] the request for the upstream;
+//!    * 3b. [`send`]: choose a server and send, retrying another when nothing reached the first;
+//!    * 3c. [`respond`]: rewrite the response for the client.
+//! 4. Deliver: the request's context goes to the response body, which reports the request's end after its
+//!    last byte ([`crate::body::ClientBody`]); a 101 goes to the [`tunnel`] instead.
+//!
+//! [`handle`] owns the context and the error mapping; each phase is a function that reads its inputs, fills
+//! in the context, and returns the next step's input or a [`ProxyError`] — which [`fail`] turns into an
+//! answer (the status table is in [`crate::error`]).
+
+pub mod respond;
+pub mod rewrite;
+pub mod route;
+pub mod send;
+pub mod tunnel;
+
+use crate::body::{ClientBody, ResponseBody};
+use crate::conn::{ActiveRequest, Conn};
+use crate::context::RequestCtx;
+use crate::error::{status_response, ProxyError};
+use crate::exchange::Exchange;
+use crate::layers;
+use crate::snapshot::{ActionRt, PoolRt, Snapshot};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use route::{RouteMatch, Routed, Step};
+use std::convert::Infallible;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// Serves one request on the snapshot current at its start. Never fails: every error becomes an answer.
+pub async fn handle(
+    snap: Arc<Snapshot>,
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Response<ClientBody> {
+    let ctx = RequestCtx::new(
+        ActiveRequest::new(conn),
+        req.method().clone(),
+        req.version(),
+    );
+    let mut x = Exchange::new(snap, ctx);
+    let resp = serve(&mut x, req).await;
+    deliver(x, resp)
+}
+
+/// Steps 1 to 3.
+async fn serve(x: &mut Exchange, req: Request<Incoming>) -> Response<ResponseBody> {
+    let (snap, ctx) = x.parts_mut();
+    // 1. Route.
+    let routed = match route::route(snap, ctx, &req).await {
+        Ok(Step::Routed(r)) => r,
+        Ok(Step::Answer(resp)) => return resp,
+        Err(e) => return fail(ctx, e),
+    };
+    // 2. The layers, around 3. the action. The action takes the context from its slot when it runs (a layer
+    //    may answer first, e.g. 403, and then it never does).
+    let settings = layers::Settings {
+        hsts: routed.hsts,
+        access: routed.found.as_ref().and_then(|m| m.route.access.as_ref()),
+        client_ip: ctx.client_ip,
+    };
+    let mut slot = Some(ctx);
+    let action = tower::service_fn(|req: Request<Incoming>| {
+        let ctx = slot.take();
+        let routed = &routed;
+        async move {
+            Ok::<_, Infallible>(match ctx {
+                Some(ctx) => act(routed, ctx, req).await,
+                None => ProxyError::BadRequest("request served twice").into_response(),
+            })
+        }
+    });
+    match layers::stack(settings, action).oneshot(req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
+}
+
+/// 3. The route's action.
+async fn act(
+    routed: &Routed<'_>,
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let Some(found) = &routed.found else {
+        return fail(ctx, ProxyError::NoRoute);
+    };
+    match &found.route.action {
+        ActionRt::Respond { body, status } => {
+            let mut resp = Response::new(ResponseBody::full(body.clone()));
+            *resp.status_mut() = *status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            resp
+        }
+        ActionRt::Redirect { location, status } => {
+            let mut resp = status_response(*status);
+            resp.headers_mut()
+                .insert(header::LOCATION, location.clone());
+            resp
+        }
+        ActionRt::Pool { pool, strip_prefix } => {
+            match forward(pool, found, *strip_prefix, routed, ctx, req).await {
+                Ok(resp) => resp,
+                Err(e) => fail(ctx, e),
+            }
+        }
+    }
+}
+
+/// 3a–3c: forwarding to the route's pool.
+async fn forward(
+    pool: &PoolRt,
+    found: &RouteMatch<'_>,
+    strip_prefix: bool,
+    routed: &Routed<'_>,
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    ctx.pool = Some(pool.id);
+    // 3a. Rewrite the request for the upstream.
+    let input = rewrite::Input {
+        path: found.path.as_deref(),
+        strip: strip_prefix.then_some(found.prefix),
+        max_body: found.route.max_body,
+        pool,
+        peer_trusted: routed.peer_trusted,
+    };
+    let out = rewrite::request(req, &input, ctx)?;
+    // 3b. Choose a server and send, with retries.
+    let sent = send::with_retries(pool, out.req, out.client_upgrade.is_some(), ctx).await?;
+    // 3c. Rewrite the response.
+    Ok(respond::response(pool, sent, out.client_upgrade, ctx))
+}
+
+/// A failure becomes its answer: logged once (5xx at warn, 4xx at debug) and recorded in the context.
+fn fail(ctx: &mut RequestCtx, err: ProxyError) -> Response<ResponseBody> {
+    let status = err.status();
+    let (peer, method, id) = (ctx.conn().peer.addr, &ctx.method, ctx.id);
+    if status.is_server_error() {
+        tracing::warn!(%peer, %method, request_id = %id, status = status.as_u16(), error = %err, "request failed");
+    } else {
+        tracing::debug!(%peer, %method, request_id = %id, status = status.as_u16(), error = %err, "request refused");
+    }
+    ctx.error = Some(err.kind());
+    err.into_response()
+}
+
+/// 4. Deliver: the context goes with the response body, or with the tunnel of an upgrade.
+fn deliver(mut x: Exchange, resp: Response<ResponseBody>) -> Response<ClientBody> {
+    let ctx = x.ctx_mut();
+    ctx.status = Some(resp.status());
+    if ctx.error.is_none() {
+        ctx.error = resp.body().error_kind();
+    }
+    let (parts, body) = resp.into_parts();
+    let upgrade = ctx.upgrade.take();
+    match upgrade {
+        Some(pending) if parts.status == StatusCode::SWITCHING_PROTOCOLS => {
+            tunnel::spawn(pending, x);
+            Response::from_parts(parts, ClientBody::new(body, None))
+        }
+        _ => Response::from_parts(parts, ClientBody::new(body, Some(x))),
+    }
+}

@@ -1,0 +1,188 @@
+//! 1. Route: from a request head to its site and route, or to an early answer.
+//!
+//! 1.1 framing: Content-Length with Transfer-Encoding → 400 (and close);
+//! 1.2 ACME: on plain HTTP, `/.well-known/acme-challenge/TOKEN` is answered before anything else;
+//! 1.3 host: `:authority` / absolute-form target, else the one `Host` header, case and port ignored;
+//! 1.4 site: by host (exact, wildcard, default) → 404; over TLS the Host must name the SNI's site → 421;
+//!     a `redirect_https` site on plain HTTP → 308 to https://;
+//! 1.5 route: longest prefix of the normalized path (none: the site's layers still run, the action is 404);
+//! 1.6 client: the peer's address, or the one a trusted proxy's X-Forwarded-For vouches for.
+
+use crate::body::ResponseBody;
+use crate::conn::Scheme;
+use crate::context::RequestCtx;
+use crate::error::{status_response, ProxyError};
+use crate::headers::forwarded::{client_ip, is_trusted};
+use crate::snapshot::{RouteRt, SiteRt, Snapshot};
+use gatehouse_route::{normalize_host, normalize_path};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// How long an HTTP-01 answer may be looked for in shared storage before the request gets 404.
+pub const CHALLENGE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub enum Step<'s> {
+    Routed(Routed<'s>),
+    /// Answered already (an ACME challenge, an https redirect).
+    Answer(Response<ResponseBody>),
+}
+
+/// A request's place in the snapshot.
+#[derive(Debug)]
+pub struct Routed<'s> {
+    pub site: &'s SiteRt,
+    /// The site's HSTS, when the request came over TLS.
+    pub hsts: Option<&'s HeaderValue>,
+    pub found: Option<RouteMatch<'s>>,
+    /// The peer is a trusted proxy (its forwarded headers are believed).
+    pub peer_trusted: bool,
+}
+
+#[derive(Debug)]
+pub struct RouteMatch<'s> {
+    pub route: &'s RouteRt,
+    /// The route's path prefix.
+    pub prefix: &'s str,
+    /// The normalized path, when it differs from the request's.
+    pub path: Option<String>,
+}
+
+pub async fn route<'s>(
+    snap: &'s Snapshot,
+    ctx: &mut RequestCtx,
+    req: &Request<Incoming>,
+) -> Result<Step<'s>, ProxyError> {
+    let peer = &ctx.conn().peer;
+    // 1.1 Framing.
+    check_framing(req, ctx)?;
+    // 1.2 ACME HTTP-01 challenges, on plain HTTP, before any route, redirect or access rule.
+    if peer.scheme == Scheme::Http {
+        if let Some(answer) = challenge(snap, req).await {
+            return Ok(Step::Answer(answer));
+        }
+    }
+    // 1.3 Host.
+    let host = request_host(req)?;
+    // 1.4 Site.
+    let site = snap.sites.lookup(&host).ok_or(ProxyError::NoRoute)?;
+    if let Some(sni) = peer.sni() {
+        let by_sni = snap.sites.lookup(sni);
+        if !by_sni.is_some_and(|s| std::ptr::eq(s, site)) {
+            return Err(ProxyError::Misdirected);
+        }
+    }
+    let hsts = match peer.scheme {
+        Scheme::Https => site.hsts.as_ref(),
+        Scheme::Http if site.redirect_https => {
+            if host.is_empty() {
+                return Err(ProxyError::BadRequest("no Host to redirect to https"));
+            }
+            return Ok(Step::Answer(https_redirect(&host, snap.https_port, req)));
+        }
+        Scheme::Http => None,
+    };
+    // 1.5 Route by longest prefix of the normalized path (%XX of unreserved characters decoded, `//`, `.`,
+    //     `..` resolved, as nginx does). The backend gets the normalized path, so it and the access rules agree
+    //     on what was asked for.
+    let path = normalize_path(req.uri().path());
+    let found = site.paths.lookup(&path);
+    // 1.6 Client address, believing X-Forwarded-For only from trusted proxies.
+    let peer_ip = peer.addr.ip();
+    let peer_trusted =
+        !snap.trusted_proxies.is_empty() && is_trusted(&snap.trusted_proxies, peer_ip);
+    let client = client_ip(&snap.trusted_proxies, peer_ip, peer_trusted, req.headers());
+
+    ctx.site = Some(site.id);
+    ctx.route = found.map(|(i, _, _)| i as u32);
+    ctx.client_ip = client;
+    let found = found.map(|(_, prefix, route)| RouteMatch {
+        route,
+        prefix,
+        path: match path {
+            Cow::Owned(p) => Some(p),
+            Cow::Borrowed(_) => None,
+        },
+    });
+    Ok(Step::Routed(Routed {
+        site,
+        hsts,
+        found,
+        peer_trusted,
+    }))
+}
+
+/// The answer to an ACME HTTP-01 challenge, from this node's tokens or (bounded in time) shared storage.
+async fn challenge(snap: &Snapshot, req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
+    let token = req
+        .uri()
+        .path()
+        .strip_prefix("/.well-known/acme-challenge/")?;
+    let answer = tokio::time::timeout(CHALLENGE_LOOKUP_TIMEOUT, snap.http01.get(token))
+        .await
+        .ok()
+        .flatten()?;
+    let mut resp = Response::new(ResponseBody::full(answer.into()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(resp)
+}
+
+/// 308 to the same host, path and query over HTTPS (on the first TLS listener's port when it is not 443).
+fn https_redirect(
+    host: &str,
+    port: Option<u16>,
+    req: &Request<Incoming>,
+) -> Response<ResponseBody> {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let location = match port {
+        Some(443) | None => format!("https://{host}{pq}"),
+        Some(p) => format!("https://{host}:{p}{pq}"),
+    };
+    let mut resp = status_response(StatusCode::PERMANENT_REDIRECT);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Content-Length together with Transfer-Encoding is the classic request-smuggling shape: refuse it.
+/// hyper removes Content-Length when both came (RFC 9112 §6.1), so the head scanner (conn/framing.rs) tells us.
+fn check_framing(req: &Request<Incoming>, ctx: &RequestCtx) -> Result<(), ProxyError> {
+    let h = req.headers();
+    if ctx.conn().framing.take()
+        || (h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH))
+    {
+        return Err(ProxyError::BadRequest(
+            "Content-Length with Transfer-Encoding",
+        ));
+    }
+    Ok(())
+}
+
+/// The host a request is for, normalized. Two Host headers, or none on HTTP/1.1, is a bad request.
+fn request_host(req: &Request<Incoming>) -> Result<Cow<'_, str>, ProxyError> {
+    if let Some(auth) = req.uri().authority() {
+        return Ok(normalize_host(auth.as_str()));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h
+            .to_str()
+            .map(normalize_host)
+            .map_err(|_| ProxyError::BadRequest("Host is not valid text")),
+        (Some(_), Some(_)) => Err(ProxyError::BadRequest("more than one Host header")),
+        (None, _) if req.version() == Version::HTTP_11 => {
+            Err(ProxyError::BadRequest("HTTP/1.1 request without Host"))
+        }
+        (None, _) => Ok(Cow::Borrowed("")),
+    }
+}

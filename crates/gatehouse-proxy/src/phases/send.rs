@@ -1,0 +1,179 @@
+//! 3b. Choose a server and send, with retries.
+//!
+//! Retries follow one rule: a request is sent again only if no byte of it reached a server. A failed connect
+//! moves on to the next server the balancer offers (up to `retries` more); a pooled connection that turns out
+//! to be closed hands the request back untouched (hyper's `try_send_request`) and the next idle one, or a new
+//! connection, to the *same* server is used — that is not an attempt. Once a request was written, a failure is
+//! final: a body is never replayed. This is why retries are a phase and not a tower retry layer: only here is
+//! it known whether the body was consumed.
+//!
+//! Every try of a server is an [`Attempt`] in the request's context, with its outcome.
+
+use crate::context::{Attempt, Outcome, RequestCtx};
+use crate::error::ProxyError;
+use crate::snapshot::PoolRt;
+use crate::upstream::body::{RequestBody, TooLarge};
+use crate::upstream::connect::connect;
+use crate::upstream::sender::Sender;
+use crate::upstream::Upstream;
+use gatehouse_balance::{ip_hash::key_for_ip, now_ms, InFlight, Tried};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::time::Instant;
+
+/// A response head from a server, and what it holds.
+#[derive(Debug)]
+pub struct Sent<'p> {
+    pub resp: Response<Incoming>,
+    pub sender: Sender,
+    /// Counted from the pick, while waiting for the head too (least_conn sees slow servers); released when
+    /// the response body ends (or, for an upgrade, when the tunnel closes).
+    pub in_flight: InFlight,
+    pub upstream: &'p Upstream,
+}
+
+pub async fn with_retries<'p>(
+    pool: &'p PoolRt,
+    mut req: Request<RequestBody>,
+    upgrade: bool,
+    ctx: &mut RequestCtx,
+) -> Result<Sent<'p>, ProxyError> {
+    let key = if pool.wants_key() {
+        key_for_ip(ctx.client_ip)
+    } else {
+        0
+    };
+    let mut tried = Tried::default();
+    let mut last_error: Option<ProxyError> = None;
+    loop {
+        let Some(member) = pool.selector.select(key, &mut tried, now_ms()) else {
+            return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone())));
+        };
+        let up = &pool.upstreams[member.id];
+        ctx.attempts.push(Attempt {
+            server: member.id as u32,
+            addr: up.addr,
+            outcome: Outcome::Pending,
+        });
+        let in_flight = up.state.acquire();
+        match attempt(pool, up, req, upgrade, ctx).await {
+            Try::Sent(resp, sender) => {
+                up.state.record_success();
+                ctx.attempts.finish_last(Outcome::Responded);
+                ctx.times.upstream_head = Some(Instant::now());
+                return Ok(Sent {
+                    resp,
+                    sender,
+                    in_flight,
+                    upstream: up,
+                });
+            }
+            Try::NotSent(back, err) => {
+                ctx.attempts.finish_last(Outcome::ConnectFailed);
+                let took_out =
+                    up.state
+                        .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms);
+                tracing::warn!(pool = %pool.name, server = %up.addr, error = %err, taken_out = took_out, "server unreachable, trying another");
+                req = back;
+                last_error = Some(err);
+                if tried.len() > pool.retries as usize {
+                    return Err(
+                        last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone()))
+                    );
+                }
+            }
+            Try::Failed(err) => {
+                let timed_out = matches!(err, ProxyError::Timeout { .. });
+                ctx.attempts.finish_last(if timed_out {
+                    Outcome::TimedOut
+                } else {
+                    Outcome::Failed
+                });
+                if timed_out {
+                    up.state
+                        .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms);
+                }
+                return Err(err);
+            }
+        }
+    }
+}
+
+enum Try {
+    /// The server answered with a response head.
+    Sent(Response<Incoming>, Sender),
+    /// Nothing reached the server: the request is handed back for another.
+    NotSent(Request<RequestBody>, ProxyError),
+    /// The request was written and then failed: final.
+    Failed(ProxyError),
+}
+
+/// One server: idle pooled connections first (skipping ones found closed), then a new connection.
+async fn attempt(
+    pool: &PoolRt,
+    up: &Upstream,
+    mut req: Request<RequestBody>,
+    upgrade: bool,
+    ctx: &mut RequestCtx,
+) -> Try {
+    if !upgrade {
+        while let Some(sender) = up.conns.checkout(pool.idle_timeout) {
+            ctx.times.upstream_connected = Some(Instant::now());
+            match send(pool, up, sender, req).await {
+                Try::NotSent(back, _) => req = back,
+                done => return done,
+            }
+        }
+    }
+    match connect(&pool.connect, up, upgrade).await {
+        Ok(sender) => {
+            ctx.times.upstream_connected = Some(Instant::now());
+            up.conns.share_h2(&sender);
+            send(pool, up, sender, req).await
+        }
+        Err(e) => Try::NotSent(
+            req,
+            ProxyError::Connect {
+                addr: up.addr,
+                reason: e.to_string(),
+            },
+        ),
+    }
+}
+
+async fn send(pool: &PoolRt, up: &Upstream, mut sender: Sender, req: Request<RequestBody>) -> Try {
+    match tokio::time::timeout(pool.response_timeout, sender.try_send(req)).await {
+        Err(_) => Try::Failed(ProxyError::Timeout { addr: up.addr }),
+        Ok(Ok(resp)) => Try::Sent(resp, sender),
+        Ok(Err(mut e)) => match e.take_message() {
+            Some(back) => Try::NotSent(
+                back,
+                ProxyError::Upstream {
+                    addr: up.addr,
+                    source: e.into_error(),
+                },
+            ),
+            None => {
+                let source = e.into_error();
+                if is_body_too_large(&source) {
+                    return Try::Failed(ProxyError::BodyTooLarge);
+                }
+                Try::Failed(ProxyError::Upstream {
+                    addr: up.addr,
+                    source,
+                })
+            }
+        },
+    }
+}
+
+fn is_body_too_large(err: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<TooLarge>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

@@ -1,0 +1,280 @@
+//! Building a [`Snapshot`] from a validated config: what validation could not check (it reads nothing but
+//! the text) is done here, with every problem reported against its line — server names are resolved, CA files
+//! read and turned into TLS client configs, TLS server names checked. It may block (DNS, disk): callers run it
+//! off the worker threads.
+
+use super::{ActionRt, ListenerRt, PoolRt, Registries, RouteRt, SiteRt, Snapshot};
+use crate::upstream::{self, pool::ConnPool, ConnKey, Upstream};
+use bytes::Bytes;
+use gatehouse_balance::{Algorithm, Selector, ServerState};
+use gatehouse_config::{
+    Balance, Config, Diagnostic, HostPattern, Pool, RouteAction, ServerSpec, TlsVersion,
+};
+use gatehouse_route::{HostTable, PathTable};
+use http::{HeaderValue, StatusCode};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+/// Builds a snapshot, or returns every problem found.
+pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Diagnostic>> {
+    let mut problems = Vec::new();
+    let mut pools: Vec<Arc<PoolRt>> = Vec::with_capacity(config.pools.len());
+    let mut by_name: BTreeMap<&str, Arc<PoolRt>> = BTreeMap::new();
+    for p in config.pools.values() {
+        match compile_pool(p, pools.len() as u32, reg) {
+            Ok(rt) => {
+                let rt = Arc::new(rt);
+                by_name.insert(&p.name, rt.clone());
+                pools.push(rt);
+            }
+            Err(mut e) => problems.append(&mut e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    let mut sites = HostTable::default();
+    for (i, site) in config.sites.iter().enumerate() {
+        let routes = site.routes.iter().filter_map(|r| {
+            let action = match &r.action {
+                RouteAction::Pool { pool, strip_prefix } => ActionRt::Pool {
+                    pool: by_name.get(pool.as_str())?.clone(),
+                    strip_prefix: *strip_prefix,
+                },
+                RouteAction::Redirect { location, status } => ActionRt::Redirect {
+                    location: HeaderValue::from_str(location).ok()?,
+                    status: StatusCode::from_u16(*status).ok()?,
+                },
+                RouteAction::Respond { body, status } => ActionRt::Respond {
+                    body: Bytes::from(body.clone()),
+                    status: StatusCode::from_u16(*status).ok()?,
+                },
+            };
+            let rt = RouteRt {
+                action,
+                access: (!r.access.is_empty()).then(|| r.access.clone()),
+                max_body: r.max_body,
+            };
+            Some((r.path.clone(), rt))
+        });
+        let exact = site.hosts.iter().filter_map(|h| match h {
+            HostPattern::Exact(n) => Some(n.as_str()),
+            HostPattern::Wildcard(_) => None,
+        });
+        let wild = site.hosts.iter().filter_map(|h| match h {
+            HostPattern::Wildcard(s) => Some(s.as_str()),
+            HostPattern::Exact(_) => None,
+        });
+        let name = site
+            .hosts
+            .first()
+            .map_or_else(String::new, HostPattern::as_config);
+        sites.insert(
+            SiteRt {
+                id: i as u32,
+                name: name.into_boxed_str(),
+                paths: PathTable::new(routes),
+                redirect_https: site.redirect_https,
+                hsts: site
+                    .hsts
+                    .as_deref()
+                    .and_then(|h| HeaderValue::from_str(h).ok()),
+            },
+            exact,
+            wild,
+            site.default,
+        );
+    }
+
+    let s = &config.server;
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(None) // the listener's watchdog keeps this clock (see conn/clock.rs)
+        .max_buf_size(s.max_header_size.max(8192));
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(s.max_header_size as u32);
+
+    let listeners = config
+        .listeners
+        .iter()
+        .map(|l| {
+            let tls = l.tls.map(|min| match min {
+                TlsVersion::Tls12 => reg.tls.tls12.clone(),
+                TlsVersion::Tls13 => reg.tls.tls13.clone(),
+            });
+            let rt = ListenerRt {
+                name: l.name.as_str().into(),
+                tls,
+            };
+            (l.bind, rt)
+        })
+        .collect();
+    let https_port = config
+        .listeners
+        .iter()
+        .find(|l| l.tls.is_some())
+        .map(|l| l.bind.port());
+
+    Ok(Snapshot {
+        http01: reg.http01.clone(),
+        observer: reg.observer.clone(),
+        listeners,
+        https_port,
+        trusted_proxies: s.trusted_proxies.clone(),
+        idle_timeout: s.idle_timeout,
+        header_read_timeout: s.header_read_timeout,
+        http1: Arc::new(h1),
+        http2: Arc::new(h2),
+        sites,
+        pools,
+        config,
+    })
+}
+
+fn compile_pool(p: &Pool, id: u32, reg: &Registries) -> Result<PoolRt, Vec<Diagnostic>> {
+    let key = format!("pool.{}", p.name);
+    let mut problems = Vec::new();
+    // The CA file is read once per pool: its bytes build the TLS configs and are part of the pool key.
+    let ca_pem: Option<Arc<[u8]>> = match p.tls.as_ref().and_then(|t| t.ca.as_ref().map(|f| (t, f)))
+    {
+        None => None,
+        Some((t, file)) => match std::fs::read(file) {
+            Ok(b) => Some(b.into()),
+            Err(e) => {
+                problems.push(Diagnostic::at(
+                    t.ca_at,
+                    format!("{key}.ca"),
+                    format!("{}: cannot read: {e}", file.display()),
+                ));
+                return Err(problems);
+            }
+        },
+    };
+    // With http2, TLS offers h2 for requests and a second config offers only http/1.1 for upgrades
+    // (WebSocket), which HTTP/2 to the server cannot carry.
+    let client_config = |h2: bool| match &p.tls {
+        None => Ok(None),
+        Some(t) => gatehouse_tls::client::client_config(ca_pem.as_deref(), h2)
+            .map(Some)
+            .map_err(|e| {
+                let file =
+                    t.ca.as_ref()
+                        .map_or(String::new(), |f| format!("{}: ", f.display()));
+                vec![Diagnostic::at(
+                    t.ca_at,
+                    format!("{key}.ca"),
+                    format!("{file}{e}"),
+                )]
+            }),
+    };
+    let tls = client_config(p.http2)?;
+    let tls_h1 = if p.http2 {
+        client_config(false)?
+    } else {
+        tls.clone()
+    };
+
+    let mut upstreams: Vec<Upstream> = Vec::with_capacity(p.servers.len());
+    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    for (i, s) in p.servers.iter().enumerate() {
+        let skey = format!("{key}.servers[{i}]");
+        let addr = match resolve(s) {
+            Ok(a) => a,
+            Err(e) => {
+                problems.push(Diagnostic::at(s.at, skey, e));
+                continue;
+            }
+        };
+        if let Some(prev) = seen.insert(addr, i) {
+            problems.push(Diagnostic::at(
+                s.at,
+                skey,
+                format!("{s} is {addr}, already listed as servers[{prev}]"),
+            ));
+            continue;
+        }
+        let name = p
+            .tls
+            .as_ref()
+            .map(|t| t.sni.clone().unwrap_or_else(|| s.host.clone()));
+        let server_name = match &name {
+            None => None,
+            Some(n) => match rustls_pki_types::ServerName::try_from(n.clone()) {
+                Ok(sn) => Some(sn),
+                Err(_) => {
+                    problems.push(Diagnostic::at(
+                        s.at,
+                        skey,
+                        format!("{n:?} is not a valid TLS server name"),
+                    ));
+                    continue;
+                }
+            },
+        };
+        let conn_key = ConnKey {
+            addr,
+            tls: name.map(|n| (ca_pem.clone().unwrap_or_else(|| Arc::from(&[][..])), n)),
+            http2: p.http2,
+        };
+        upstreams.push(Upstream {
+            addr,
+            state: reg
+                .servers
+                .get_or_insert_with(addr, || ServerState::new(addr)),
+            conns: reg
+                .conns
+                .get_or_insert_with(conn_key, || ConnPool::new(reg.workers)),
+            server_name,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let algorithm = match p.balance {
+        Balance::RoundRobin => Algorithm::RoundRobin,
+        Balance::IpHash => Algorithm::IpHash,
+        Balance::LeastConn => Algorithm::LeastConn,
+    };
+    let selector = Selector::new(
+        algorithm,
+        p.servers
+            .iter()
+            .zip(&upstreams)
+            .map(|(s, u)| (u.state.clone(), s.weight, s.backup)),
+    );
+    Ok(PoolRt {
+        id,
+        name: p.name.as_str().into(),
+        selector,
+        upstreams,
+        connect: upstream::Settings {
+            connect_timeout: p.connect_timeout,
+            tls,
+            tls_h1,
+            http2: p.http2,
+        },
+        response_timeout: p.response_timeout,
+        retries: p.retries,
+        max_fails: p.max_fails,
+        fail_timeout_ms: p.fail_timeout.as_millis() as u64,
+        idle_timeout: p.idle_timeout,
+        max_idle: p.max_idle,
+    })
+}
+
+/// A server's address: the IP as written, or the first address its name resolves to (once, here).
+fn resolve(s: &ServerSpec) -> Result<SocketAddr, String> {
+    if let Some(a) = s.literal() {
+        return Ok(a);
+    }
+    (s.host.as_str(), s.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s} resolves to no address"))
+}

@@ -1,0 +1,167 @@
+//! The runtime form of one config: everything a request needs, built once, then read without locks.
+//!
+//! A [`Snapshot`] is immutable and swapped whole (`ArcSwap`) on reload; a request loads it once at its start
+//! and keeps that `Arc` until its context is reported (its response body's end, or its tunnel's), so in-flight
+//! work finishes on the config it started with. State that must survive a reload (in-flight counts, passive
+//! health, idle upstream connections) is *not* in here: it lives in the [`Registries`], keyed by server, and
+//! the snapshot only holds `Arc`s to it.
+//!
+//! * [`compile`] builds a snapshot from a validated config (resolving server names, reading CA files);
+//! * [`registries`] holds the long-lived state a compile reads and shares;
+//! * [`observer`] is the end-of-request hook each snapshot carries.
+
+pub mod compile;
+pub mod observer;
+pub mod registries;
+
+pub use compile::compile;
+pub use observer::{NoObserver, Observer};
+pub use registries::{Registries, TlsServers};
+
+use crate::context::RequestCtx;
+use crate::upstream::{self, Upstream};
+use bytes::Bytes;
+use gatehouse_balance::{Algorithm, Selector};
+use gatehouse_config::{AccessRules, Config};
+use gatehouse_route::{HostTable, PathTable};
+use http::{HeaderValue, StatusCode};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::TokioExecutor;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub sites: HostTable<SiteRt>,
+    /// By [`PoolRt::id`].
+    pub pools: Vec<Arc<PoolRt>>,
+    pub trusted_proxies: Vec<IpNet>,
+    /// Client connections with nothing in flight are closed after this long.
+    pub idle_timeout: Duration,
+    /// A request head must arrive within this long of its first byte.
+    pub header_read_timeout: Duration,
+    /// Per listener, by configured bind address.
+    pub listeners: HashMap<SocketAddr, ListenerRt>,
+    /// ACME HTTP-01 answers (shared, outside the config).
+    pub http01: Arc<gatehouse_tls::Http01Tokens>,
+    /// The port of the first TLS listener, for redirect_https.
+    pub https_port: Option<u16>,
+    /// hyper's server settings, shared by the connections accepted under this snapshot.
+    pub http1: Arc<http1::Builder>,
+    pub http2: Arc<http2::Builder<TokioExecutor>>,
+    /// Told about every request when it ends.
+    pub observer: Arc<dyn Observer>,
+}
+
+impl Snapshot {
+    /// The site a context's index names.
+    pub fn site(&self, id: u32) -> Option<&SiteRt> {
+        self.sites.get(id as usize)
+    }
+
+    /// The route (and its path prefix) a context's indexes name.
+    pub fn route(&self, site: u32, route: u32) -> Option<(&str, &RouteRt)> {
+        self.site(site)?.paths.get(route as usize)
+    }
+
+    pub fn pool(&self, id: u32) -> Option<&Arc<PoolRt>> {
+        self.pools.get(id as usize)
+    }
+
+    /// The names behind a request context's indexes, for logs.
+    pub fn names(&self, ctx: &RequestCtx) -> Names<'_> {
+        Names {
+            site: ctx.site.and_then(|s| self.site(s)).map(|s| &*s.name),
+            route: ctx
+                .site
+                .zip(ctx.route)
+                .and_then(|(s, r)| self.route(s, r))
+                .map(|(p, _)| p),
+            pool: ctx.pool.and_then(|p| self.pool(p)).map(|p| &*p.name),
+        }
+    }
+}
+
+/// What a request's site, route and pool are called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Names<'a> {
+    /// The site's first host.
+    pub site: Option<&'a str>,
+    /// The route's path prefix.
+    pub route: Option<&'a str>,
+    pub pool: Option<&'a str>,
+}
+
+/// A listener's settings that its connections read when they are accepted.
+#[derive(Debug)]
+pub struct ListenerRt {
+    pub name: Arc<str>,
+    /// `None` for plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+#[derive(Debug)]
+pub struct SiteRt {
+    /// Index in [`Snapshot::sites`].
+    pub id: u32,
+    /// The first host, as written: how logs name the site.
+    pub name: Box<str>,
+    pub paths: PathTable<RouteRt>,
+    pub redirect_https: bool,
+    /// Strict-Transport-Security for this site's HTTPS responses.
+    pub hsts: Option<HeaderValue>,
+}
+
+#[derive(Debug)]
+pub struct RouteRt {
+    pub action: ActionRt,
+    /// `None` when neither site nor route has allow/deny rules (the common case: no check at all).
+    pub access: Option<AccessRules>,
+    pub max_body: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum ActionRt {
+    Pool {
+        pool: Arc<PoolRt>,
+        strip_prefix: bool,
+    },
+    Redirect {
+        location: HeaderValue,
+        status: StatusCode,
+    },
+    Respond {
+        body: Bytes,
+        status: StatusCode,
+    },
+}
+
+/// A pool ready for requests: its balancer and its servers' shared state.
+#[derive(Debug)]
+pub struct PoolRt {
+    /// Index in [`Snapshot::pools`].
+    pub id: u32,
+    pub name: Arc<str>,
+    pub selector: Selector,
+    /// Indexed by [`gatehouse_balance::Member::id`].
+    pub upstreams: Vec<Upstream>,
+    /// How connections to the servers are made.
+    pub connect: upstream::Settings,
+    pub response_timeout: Duration,
+    pub retries: u32,
+    pub max_fails: u32,
+    pub fail_timeout_ms: u64,
+    pub idle_timeout: Duration,
+    pub max_idle: usize,
+}
+
+impl PoolRt {
+    /// Whether the balancer reads the client's affinity key (so it is worth hashing).
+    pub fn wants_key(&self) -> bool {
+        self.selector.algorithm() == Algorithm::IpHash
+    }
+}
