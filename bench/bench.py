@@ -63,8 +63,9 @@ NOFILE = 65536  # set to the RLIMIT_NOFILE we really got (children inherit it), 
 NGINX_CONNS = 16384  # nginx worker_connections: ~1 fd per connection
 HAPROXY_MAXCONN = 16384  # HAProxy maxconn: it reserves 2 fds per connection
 
-ALL_CONTENDERS = ["gatehouse", "nginx", "haproxy"]
-DISPLAY = {"gatehouse": "Gatehouse", "nginx": "nginx", "haproxy": "HAProxy", "direct": "direct (no proxy)"}
+ALL_CONTENDERS = ["gatehouse", "nginx", "haproxy", "baseline"]
+DISPLAY = {"gatehouse": "Gatehouse", "nginx": "nginx", "haproxy": "HAProxy", "direct": "direct (no proxy)",
+           "baseline": "Gatehouse baseline"}
 
 # name -> load parameters; smoke_* are the tiny loads used by --smoke
 SCENARIOS = {
@@ -518,11 +519,14 @@ servers = [{servers}]
 """
 
 
-def start_gatehouse(tmp, binary, port, backends, tls_port=None, tls=None):
-    cfg = os.path.join(tmp, "gatehouse.toml")
+def start_gatehouse(tmp, binary, port, backends, tls_port=None, tls=None, name="gatehouse"):
+    # Each Gatehouse in its own folder: it watches its config's folder.
+    folder = os.path.join(tmp, name)
+    os.makedirs(folder, exist_ok=True)
+    cfg = os.path.join(folder, "gatehouse.toml")
     with open(cfg, "w") as f:
         f.write(gatehouse_toml(port, backends, tls_port, tls))
-    return Proc("gatehouse", [binary, "run", "-c", cfg], tmp)
+    return Proc(name, [binary, "run", "-c", cfg], tmp)
 
 
 class Target:
@@ -966,8 +970,8 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
     if warn:
         L.append("")
         L.append("**Warning — more than 1% errors, figures not comparable:** " + "; ".join(warn))
-    if "gatehouse" in contenders and ({"nginx", "haproxy"} & set(contenders)):
-        others = [c for c in ("nginx", "haproxy") if c in contenders]
+    if "gatehouse" in contenders and ({"nginx", "haproxy", "baseline"} & set(contenders)):
+        others = [c for c in ("nginx", "haproxy", "baseline") if c in contenders]
         L.append("")
         L.append("Ratios (Gatehouse / other). req/s: higher is better for Gatehouse; p99: lower is better.")
         L.append("")
@@ -1134,7 +1138,11 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, help="rounds (default 3, smoke 1)")
     ap.add_argument("--duration", type=int, help="seconds per run (default 10, smoke 1)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of: " + ", ".join(SCENARIOS))
-    ap.add_argument("--contenders", default=",".join(ALL_CONTENDERS), help="comma list of: gatehouse, nginx, haproxy")
+    ap.add_argument("--contenders", default="gatehouse,nginx,haproxy",
+                    help="comma list of: gatehouse, nginx, haproxy, baseline (another Gatehouse build, for a "
+                         "before/after in one run; needs --baseline-bin)")
+    ap.add_argument("--baseline-bin", default=os.environ.get("GATEHOUSE_BASELINE_BIN"),
+                    help="the baseline contender's binary (env GATEHOUSE_BASELINE_BIN); adds it to --contenders")
     ap.add_argument("--gatehouse-bin", default=os.environ.get("GATEHOUSE_BIN")
                     or os.path.join(ROOT, "target", "release", "gatehouse"))
     ap.add_argument("--no-direct", action="store_true", help="skip the direct-to-backend baseline")
@@ -1156,6 +1164,12 @@ def parse_args(argv):
     a.gatehouse_bin = os.path.abspath(a.gatehouse_bin)  # servers run with the temp dir as cwd
     a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     a.contenders = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    if a.baseline_bin:
+        a.baseline_bin = os.path.abspath(a.baseline_bin)
+        if "baseline" not in a.contenders:
+            a.contenders.append("baseline")
+    elif "baseline" in a.contenders:
+        ap.error("the baseline contender needs --baseline-bin (or GATEHOUSE_BASELINE_BIN)")
     for s in a.scenarios:
         if s not in SCENARIOS:
             ap.error(f"unknown scenario {s!r}; known: {', '.join(SCENARIOS)}")
@@ -1191,6 +1205,8 @@ def preflight(a):
     missing = [t for t in need if not shutil.which(t)]
     if missing:
         raise SetupError(f"missing tools: {', '.join(missing)} (bench/run.sh installs them with apt-get)")
+    if "baseline" in a.contenders and not (os.path.isfile(a.baseline_bin) and os.access(a.baseline_bin, os.X_OK)):
+        raise SetupError(f"baseline binary not found or not executable: {a.baseline_bin}")
     if "gatehouse" in a.contenders:
         b = a.gatehouse_bin
         if not (os.path.isfile(b) and os.access(b, os.X_OK)):
@@ -1241,7 +1257,8 @@ def main(argv=None):
     started = datetime.datetime.now()
     try:
         try:
-            p_b1, p_b2, p_ng1, p_ng2, p_ha1, p_ha2, p_gh, p_ng_tls, p_ha_tls, p_gh_tls = free_ports(10)
+            (p_b1, p_b2, p_ng1, p_ng2, p_ha1, p_ha2, p_gh, p_ng_tls, p_ha_tls, p_gh_tls,
+             p_bl, p_bl_tls) = free_ports(12)
             backends = [p_b1, p_b2]
             log(f"bench: temp dir {tmp}; backends on 127.0.0.1:{p_b1}, 127.0.0.1:{p_b2}")
             tls = None
@@ -1250,7 +1267,7 @@ def main(argv=None):
                 tls = make_tls(tmp)
                 log(f"bench: TLS: throwaway CA + ECDSA P-256 certificate for {TLS_HOST} in {os.path.dirname(tls['cert'])}")
             else:
-                p_ng_tls = p_ha_tls = p_gh_tls = None
+                p_ng_tls = p_ha_tls = p_gh_tls = p_bl_tls = None
             b1 = start_backend(1, tmp, p_b1)
             b2 = start_backend(2, tmp, p_b2)
             wait_port(p_b1, b1)
@@ -1262,6 +1279,9 @@ def main(argv=None):
                 if c == "gatehouse":
                     t = Target(c, p_gh, p_gh, start_gatehouse(tmp, a.gatehouse_bin, p_gh, backends, p_gh_tls, tls),
                                p_gh_tls)
+                elif c == "baseline":
+                    t = Target(c, p_bl, p_bl, start_gatehouse(tmp, a.baseline_bin, p_bl, backends, p_bl_tls, tls,
+                                                              name="baseline"), p_bl_tls)
                 elif c == "nginx":
                     t = Target(c, p_ng1, p_ng2, start_nginx_proxy(tmp, p_ng1, p_ng2, backends, p_ng_tls, tls),
                                p_ng_tls)

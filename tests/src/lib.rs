@@ -4,10 +4,13 @@
 //! * [`Backend`] is a hyper server that answers with its name and records every request it saw, with routes
 //!   for slow answers, large streamed bodies, body counting and WebSocket echo.
 //! * [`client`] has small HTTP/1.1 and h2c clients; raw sockets are used where bytes matter.
+//! * [`inproc::InProcess`] runs the proxy library in the test's own process, with a [`inproc::Recorder`] as its
+//!   end-of-request hook, for what only code can see.
 
 pub mod backend;
 pub mod client;
 pub mod gatehouse;
+pub mod inproc;
 pub mod pebble;
 pub mod tls;
 

@@ -63,3 +63,70 @@ fn missing_file_is_a_clear_error() {
         "{out}"
     );
 }
+
+/// `check` runs what reload runs before binding: a config one rejects, the other rejects too, naming the same
+/// line — for problems found in validation (a bad sni) and in preparation (files that cannot be read).
+#[tokio::test(flavor = "multi_thread")]
+async fn check_rejects_what_reload_rejects_with_file_and_line() {
+    use gatehouse_e2e::client::get;
+    use gatehouse_e2e::{Backend, Gatehouse};
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    // A folder: unreadable as a file, even for root.
+    let unreadable = dir.path().display().to_string();
+    let base = format!(
+        "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n[pool.p]\nservers = [\"{}\"]\n",
+        a.addr
+    );
+    let cases = [
+        (
+            "bad sni",
+            format!("{base}[pool.tls]\nservers = [\"127.0.0.1:1\"]\ntls = true\nsni = \"not a name\"\n"),
+            12,
+            "pool.tls.sni",
+        ),
+        (
+            "unreadable CA file",
+            format!("{base}[pool.tls]\nservers = [\"127.0.0.1:1\"]\ntls = true\nca = \"{unreadable}\"\n"),
+            12,
+            "pool.tls.ca",
+        ),
+        (
+            "unreadable certificate",
+            format!(
+                "[[site]]\nhosts = [\"t.test\"]\ntls = {{ cert = \"{unreadable}\", key = \"{unreadable}\" }}\n  [[site.route]]\n  path = \"/\"\n  respond = \"x\"\n{base}"
+            ),
+            3,
+            "site[0].tls",
+        ),
+    ];
+    let g = Gatehouse::start(&base);
+    for (name, config, line, key) in cases {
+        let listener = "\n[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:1\"\n";
+        let (ok, out) = check(&format!("{config}{listener}"));
+        assert!(!ok, "{name}: check accepted it");
+        assert!(
+            out.contains(&format!("g.toml:{line}:")) && out.contains(key),
+            "{name}: check should name g.toml:{line} and {key}: {out}"
+        );
+
+        let before = g.logs().matches("config rejected").count();
+        g.write_config(&config);
+        let rejected = gatehouse_e2e::eventually(std::time::Duration::from_secs(5), || async {
+            g.logs().matches("config rejected").count() > before
+        })
+        .await;
+        assert!(rejected, "{name}: reload did not reject it:\n{}", g.logs());
+        let logs = g.logs();
+        let last = logs.rsplit("config rejected").next().unwrap_or("");
+        assert!(
+            last.contains(&format!("gatehouse.toml:{line}:")) && last.contains(key),
+            "{name}: reload should name gatehouse.toml:{line} and {key}:\n{last}"
+        );
+        assert_eq!(
+            get(&g.url("/")).await.status,
+            200,
+            "{name}: the old config keeps serving"
+        );
+    }
+}

@@ -125,6 +125,8 @@ pub enum Outcome {
     Failed,
     /// Sent, and no response head came within response_timeout.
     TimedOut,
+    /// The client's body broke while it was being sent (the client went away, or sent a malformed body).
+    ClientFailed,
 }
 
 /// The attempts of one request, in order. Four fit inline (retries = 2 means at most three); more spill.
@@ -201,6 +203,10 @@ pub enum ErrorKind {
     Forbidden,
     BodyTooLarge,
     BadRequest,
+    /// The client's request body was malformed.
+    ClientBody,
+    /// The client went away before its request body was complete.
+    ClientGone,
     NoServer,
     Connect,
     Upstream,

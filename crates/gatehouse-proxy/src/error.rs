@@ -22,6 +22,13 @@ pub enum ProxyError {
     /// The request itself is malformed or ambiguous.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The client's body could not be read to its end while it was forwarded (the client went away, or sent
+    /// a malformed body): the client's fault, never counted against the server.
+    #[error("the client's request body failed: {0}")]
+    ClientBody(hyper::Error),
+    /// The client closed its connection before its request body was complete.
+    #[error("the client went away before its request body was complete: {0}")]
+    ClientGone(hyper::Error),
     /// Every server of the pool is down, or was already tried for this request.
     #[error("no server available in pool {0:?}")]
     NoServer(std::sync::Arc<str>),
@@ -48,6 +55,8 @@ impl ProxyError {
             ProxyError::Forbidden => ErrorKind::Forbidden,
             ProxyError::BodyTooLarge => ErrorKind::BodyTooLarge,
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
+            ProxyError::ClientBody(_) => ErrorKind::ClientBody,
+            ProxyError::ClientGone(_) => ErrorKind::ClientGone,
             ProxyError::NoServer(_) => ErrorKind::NoServer,
             ProxyError::Connect { .. } => ErrorKind::Connect,
             ProxyError::Upstream { .. } => ErrorKind::Upstream,
@@ -62,7 +71,9 @@ impl ProxyError {
             ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest | ErrorKind::ClientBody | ErrorKind::ClientGone => {
+                StatusCode::BAD_REQUEST
+            }
             ErrorKind::NoServer => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Connect | ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -75,7 +86,10 @@ impl ProxyError {
             status,
             ResponseBody::error(kind, status_text(status).into()),
         );
-        if kind == ErrorKind::BadRequest {
+        if matches!(
+            kind,
+            ErrorKind::BadRequest | ErrorKind::ClientBody | ErrorKind::ClientGone
+        ) {
             // After a malformed or ambiguous request the byte stream cannot be trusted: close it.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -16,7 +16,6 @@ use crate::headers::forwarded::{client_ip, is_trusted};
 use crate::snapshot::{RouteRt, SiteRt, Snapshot};
 use gatehouse_route::{normalize_host, normalize_path};
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -49,10 +48,10 @@ pub struct RouteMatch<'s> {
     pub path: Option<String>,
 }
 
-pub async fn route<'s>(
+pub async fn route<'s, B>(
     snap: &'s Snapshot,
     ctx: &mut RequestCtx,
-    req: &Request<Incoming>,
+    req: &Request<B>,
 ) -> Result<Step<'s>, ProxyError> {
     let peer = &ctx.conn().peer;
     // 1.1 Framing.
@@ -114,7 +113,7 @@ pub async fn route<'s>(
 }
 
 /// The answer to an ACME HTTP-01 challenge, from this node's tokens or (bounded in time) shared storage.
-async fn challenge(snap: &Snapshot, req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
+async fn challenge<B>(snap: &Snapshot, req: &Request<B>) -> Option<Response<ResponseBody>> {
     let token = req
         .uri()
         .path()
@@ -132,11 +131,7 @@ async fn challenge(snap: &Snapshot, req: &Request<Incoming>) -> Option<Response<
 }
 
 /// 308 to the same host, path and query over HTTPS (on the first TLS listener's port when it is not 443).
-fn https_redirect(
-    host: &str,
-    port: Option<u16>,
-    req: &Request<Incoming>,
-) -> Response<ResponseBody> {
+fn https_redirect<B>(host: &str, port: Option<u16>, req: &Request<B>) -> Response<ResponseBody> {
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let host = if host.contains(':') {
         format!("[{host}]")
@@ -156,7 +151,7 @@ fn https_redirect(
 
 /// Content-Length together with Transfer-Encoding is the classic request-smuggling shape: refuse it.
 /// hyper removes Content-Length when both came (RFC 9112 §6.1), so the head scanner (conn/framing.rs) tells us.
-fn check_framing(req: &Request<Incoming>, ctx: &RequestCtx) -> Result<(), ProxyError> {
+fn check_framing<B>(req: &Request<B>, ctx: &RequestCtx) -> Result<(), ProxyError> {
     let h = req.headers();
     if ctx.conn().framing.take()
         || (h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH))
@@ -169,7 +164,7 @@ fn check_framing(req: &Request<Incoming>, ctx: &RequestCtx) -> Result<(), ProxyE
 }
 
 /// The host a request is for, normalized. Two Host headers, or none on HTTP/1.1, is a bad request.
-fn request_host(req: &Request<Incoming>) -> Result<Cow<'_, str>, ProxyError> {
+fn request_host<B>(req: &Request<B>) -> Result<Cow<'_, str>, ProxyError> {
     if let Some(auth) = req.uri().authority() {
         return Ok(normalize_host(auth.as_str()));
     }
@@ -184,5 +179,153 @@ fn request_host(req: &Request<Incoming>) -> Result<Cow<'_, str>, ProxyError> {
             Err(ProxyError::BadRequest("HTTP/1.1 request without Host"))
         }
         (None, _) => Ok(Cow::Borrowed("")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{ActiveRequest, Conn, Peer, Tracker};
+    use crate::snapshot::{compile, NoObserver, Registries};
+    use std::sync::Arc;
+
+    const CONFIG: &str = r#"
+[server]
+trusted_proxies = ["10.0.0.0/8"]
+[[listener]]
+name = "http"
+bind = "127.0.0.1:1"
+[[site]]
+hosts = ["example.com", "*.example.org"]
+default = true
+  [[site.route]]
+  path = "/"
+  respond = "root"
+  [[site.route]]
+  path = "/api/"
+  respond = "api"
+[[site]]
+hosts = ["other.test"]
+  [[site.route]]
+  path = "/only/"
+  respond = "x"
+"#;
+
+    fn snapshot() -> Snapshot {
+        let config = gatehouse_config::parse(CONFIG, "t.toml").unwrap();
+        let reg = Registries::new(1, Arc::new(NoObserver)).unwrap();
+        compile(Arc::new(config), &reg).unwrap()
+    }
+
+    fn ctx(peer: &str) -> RequestCtx {
+        let tracker = Arc::new(Tracker::default());
+        let peer = Peer::new(
+            peer.parse().unwrap(),
+            "http".into(),
+            None,
+            std::time::Instant::now(),
+        );
+        let active = ActiveRequest::new(Arc::new(Conn::new(peer, tracker.open())));
+        RequestCtx::new(active, http::Method::GET, Version::HTTP_11)
+    }
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    /// (site name, route prefix, normalized path) of a routed request, or its error.
+    async fn routed(
+        snap: &Snapshot,
+        ctx: &mut RequestCtx,
+        r: &Request<()>,
+    ) -> Result<(String, Option<String>, Option<String>), ProxyError> {
+        match route(snap, ctx, r).await? {
+            Step::Routed(r) => Ok((
+                r.site.name.to_string(),
+                r.found.as_ref().map(|m| m.prefix.to_string()),
+                r.found.and_then(|m| m.path),
+            )),
+            Step::Answer(_) => panic!("answered"),
+        }
+    }
+
+    #[tokio::test]
+    async fn host_site_and_route_are_found_and_recorded() {
+        let snap = snapshot();
+        let mut c = ctx("192.0.2.1:5000");
+        let got = routed(
+            &snap,
+            &mut c,
+            &req("/api/%75sers", &[("host", "Example.COM:8080")]),
+        )
+        .await;
+        assert_eq!(
+            got.unwrap(),
+            (
+                "example.com".into(),
+                Some("/api/".into()),
+                Some("/api/users".into())
+            )
+        );
+        assert_eq!((c.site, c.route.is_some()), (Some(0), true));
+        let (prefix, _) = snap.route(0, c.route.unwrap()).unwrap();
+        assert_eq!(prefix, "/api/");
+
+        let mut c = ctx("192.0.2.1:5000");
+        let got = routed(
+            &snap,
+            &mut c,
+            &req("http://other.test/nothing", &[("host", "example.com")]),
+        )
+        .await;
+        assert_eq!(
+            got.unwrap(),
+            ("other.test".into(), None, None),
+            "absolute-form names the site"
+        );
+        assert_eq!(c.route, None);
+    }
+
+    #[tokio::test]
+    async fn bad_heads_are_refused() {
+        let snap = snapshot();
+        let two_hosts = req("/", &[("host", "a"), ("host", "b")]);
+        assert!(matches!(
+            routed(&snap, &mut ctx("192.0.2.1:1"), &two_hosts).await,
+            Err(ProxyError::BadRequest(_))
+        ));
+        let no_host = req("/", &[]);
+        assert!(matches!(
+            routed(&snap, &mut ctx("192.0.2.1:1"), &no_host).await,
+            Err(ProxyError::BadRequest(_))
+        ));
+        let both = req(
+            "/",
+            &[
+                ("host", "example.com"),
+                ("content-length", "1"),
+                ("transfer-encoding", "chunked"),
+            ],
+        );
+        assert!(matches!(
+            routed(&snap, &mut ctx("192.0.2.1:1"), &both).await,
+            Err(ProxyError::BadRequest(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_client_is_believed_only_from_trusted_proxies() {
+        let snap = snapshot();
+        let xff = [("host", "example.com"), ("x-forwarded-for", "203.0.113.9")];
+        let mut c = ctx("10.1.1.1:1");
+        routed(&snap, &mut c, &req("/", &xff)).await.unwrap();
+        assert_eq!(c.client_ip.to_string(), "203.0.113.9");
+        let mut c = ctx("192.0.2.7:1");
+        routed(&snap, &mut c, &req("/", &xff)).await.unwrap();
+        assert_eq!(c.client_ip.to_string(), "192.0.2.7");
     }
 }

@@ -16,6 +16,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("request body exceeds max_body")]
 pub struct TooLarge;
 
+/// Reading the client's body failed (the client went away, or sent a malformed chunked body): the client's
+/// fault, never the server's.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the client's request body: {0}")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
@@ -63,7 +69,7 @@ impl Body for RequestBody {
                 }
             }
         }
-        Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+        Poll::Ready(frame.map(|r| r.map_err(|e| Box::new(ClientBodyError(e)) as BoxError)))
     }
 
     fn is_end_stream(&self) -> bool {
