@@ -106,6 +106,17 @@ pub struct Server {
     pub max_header_size: usize,
     /// Lowest TLS version for TLS listeners that do not set their own.
     pub tls_min_version: TlsVersion,
+    /// A client that takes nothing of a response for this long is cut (nginx `send_timeout`).
+    pub send_timeout: Duration,
+    /// A request body that sends nothing for this long is cut with 408 (nginx `client_body_timeout`).
+    pub body_timeout: Duration,
+    /// Refuse TLS handshakes that name no known site (or no name at all), instead of serving the default
+    /// (or first) site's certificate.
+    pub strict_sni: bool,
+    /// Client connections one worker holds at once; 0 = derived from the open-file limit at start.
+    pub max_connections_per_worker: usize,
+    /// Longest request target (path and query); longer ones get 414.
+    pub max_request_target: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,6 +145,10 @@ pub struct Listener {
     pub bind: SocketAddr,
     /// TLS with the certificate of the site SNI names; `Some` = the lowest version accepted.
     pub tls: Option<TlsVersion>,
+    /// Client connections open at once on this listener (all workers); 0 = no limit of its own.
+    pub max_connections: usize,
+    /// Expect a PROXY protocol (v1 or v2) header first; believed only from `trusted_proxies`.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +161,8 @@ pub struct Site {
     pub redirect_https: bool,
     /// Strict-Transport-Security value for HTTPS responses.
     pub hsts: Option<String>,
+    /// Pass `%2F` and `%5C` in paths through (matching on their decoded form) instead of refusing them.
+    pub allow_encoded_slashes: bool,
 }
 
 /// Where a site's certificate comes from.
@@ -186,6 +203,10 @@ pub struct Route {
     /// Site rules narrowed by the route's own; a request must pass both (see [`AccessRules`]).
     pub access: AccessRules,
     pub max_body: Option<u64>,
+    /// Upgrade protocols tunnelled (lower-case tokens); others are forwarded as plain requests.
+    pub upgrades: Vec<String>,
+    /// An upgraded connection with no bytes either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// allow/deny CIDR lists. Deny wins; an empty allow list allows everyone.
@@ -312,6 +333,13 @@ pub mod defaults {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(65);
     pub const MAX_HEADER_SIZE: usize = 64 * 1024;
+    /// The most `max_header_size` may be (hyper's buffers, HTTP/2's 32-bit header list size).
+    pub const MAX_HEADER_SIZE_LIMIT: usize = 16 << 20;
+    pub const MAX_REQUEST_TARGET: usize = 8 * 1024;
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+    pub const UPGRADES: &[&str] = &["websocket"];
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
     pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const RETRIES: u32 = 2;

@@ -38,6 +38,11 @@ pub struct RawServer {
     pub header_read_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub max_header_size: Option<Spanned<RawSize>>,
+    pub send_timeout: Option<Spanned<String>>,
+    pub body_timeout: Option<Spanned<String>>,
+    pub strict_sni: Option<Spanned<bool>>,
+    pub max_connections_per_worker: Option<Spanned<i64>>,
+    pub max_request_target: Option<Spanned<RawSize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +53,8 @@ pub struct RawListener {
     #[serde(default)]
     pub tls: Option<Spanned<bool>>,
     pub tls_min_version: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub proxy_protocol: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +85,9 @@ pub struct RawSite {
     #[serde(default)]
     pub deny: Vec<Spanned<String>>,
     pub max_body: Option<Spanned<RawSize>>,
+    pub allow_encoded_slashes: Option<bool>,
+    pub upgrades: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tunnel_idle_timeout: Option<Spanned<String>>,
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
 }
@@ -97,6 +107,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub deny: Vec<Spanned<String>>,
     pub max_body: Option<Spanned<RawSize>>,
+    pub upgrades: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tunnel_idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

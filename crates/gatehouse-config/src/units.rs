@@ -2,13 +2,21 @@
 
 use std::time::Duration;
 
-/// Parses a duration with a unit, as humantime reads it ("1h 30m" works too).
+/// The longest duration accepted anywhere: longer can only be a typo, and deadlines beyond it could
+/// overflow the clock they are added to.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// Parses a duration with a unit, as humantime reads it ("1h 30m" works too), at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
         format!(
             "{s:?} is not a duration ({e}); write it with a unit, e.g. \"250ms\", \"5s\", \"10m\""
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is longer than ten years"));
+    }
+    Ok(d)
 }
 
 /// Parses a size: a bare number of bytes, or a number with B, KiB, MiB, GiB (or KB, MB, GB = powers of 1000).
@@ -50,6 +58,8 @@ mod tests {
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("11y").is_err(), "beyond ten years");
+        assert!(parse_duration("100000000000000y").is_err(), "overflow");
     }
 
     #[test]

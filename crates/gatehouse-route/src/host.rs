@@ -59,6 +59,11 @@ impl<T> HostTable<T> {
             .map(|i| &self.sites[i])
     }
 
+    /// Like [`lookup`](Self::lookup) without the default: the site that names this host itself.
+    pub fn lookup_named(&self, host: &str) -> Option<&T> {
+        self.lookup_exact_or_wildcard(host).map(|i| &self.sites[i])
+    }
+
     fn lookup_exact_or_wildcard(&self, host: &str) -> Option<usize> {
         if let Some(&i) = self.exact.get(host) {
             return Some(i);
@@ -69,6 +74,46 @@ impl<T> HostTable<T> {
         }
         self.wildcard.get(&host[dot..]).copied()
     }
+}
+
+/// Whether `raw` (a Host header or an authority) is `host[:port]` and nothing else: a reg-name of letters,
+/// digits, `-`, `.`, `_`, or an `[IPv6]` literal, then at most one `:port` of digits (≤ 65535). Anything
+/// else — `/`, `?`, `#`, `@`, spaces, a second colon — is refused: the host is sent upstream and must not
+/// smuggle a path or userinfo with it.
+pub fn is_valid_host(raw: &str) -> bool {
+    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(p) => ("", Some(p)),
+                None => return false,
+            },
+        }
+    } else {
+        match raw.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65535)
+    });
+    let host_ok = raw.starts_with('[')
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    port_ok && host_ok
 }
 
 /// Lower-cases a Host header or :authority and drops its port and any trailing dot.
@@ -94,6 +139,41 @@ pub fn normalize_host(raw: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_host_and_port_are_valid_hosts() {
+        for ok in [
+            "example.com",
+            "Example.COM:8080",
+            "a_b.test",
+            "127.0.0.1",
+            "[::1]",
+            "[::1]:443",
+            "x.",
+            "localhost:1",
+        ] {
+            assert!(is_valid_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a.example/admin/?",
+            "a.example?x",
+            "user@a.example",
+            "a.example:80:80",
+            "a b",
+            "a.example:",
+            "a.example:99999",
+            "[::1",
+            "[nope]",
+            "[::1]x",
+            "a.example#f",
+            "a\\b",
+            ":80",
+            "a%2fb",
+        ] {
+            assert!(!is_valid_host(bad), "{bad}");
+        }
+    }
 
     fn table() -> HostTable<&'static str> {
         let mut t = HostTable::default();
@@ -125,6 +205,7 @@ mod tests {
         let mut t = HostTable::default();
         t.insert(1, ["a.test"], [], false);
         assert_eq!(t.lookup("b.test"), None);
+        assert_eq!(t.lookup_named("a.test"), Some(&1));
         assert_eq!(t.get(0), Some(&1));
         assert_eq!(t.get(1), None);
     }

@@ -6,6 +6,6 @@ mod host;
 mod normalize;
 mod path;
 
-pub use host::{normalize_host, HostTable};
+pub use host::{is_valid_host, normalize_host, HostTable};
 pub use normalize::normalize_path;
 pub use path::PathTable;

@@ -53,12 +53,12 @@ pub(super) fn check(c: &mut Checker, raw: &Spanned<RawAcme>) -> Acme {
             .as_ref()
             .map_or_else(|| defaults::ACME_STORAGE.into(), |s| s.get_ref().into()),
         renew_before,
-        check_interval: c.duration(
+        check_interval: c.timeout(
             &a.check_interval,
             "acme.check_interval",
             defaults::ACME_CHECK_INTERVAL,
         ),
-        retry_initial: c.duration(
+        retry_initial: c.timeout(
             &a.retry_initial,
             "acme.retry_initial",
             defaults::ACME_RETRY_INITIAL,

@@ -12,6 +12,7 @@ pub(super) fn check(
     c: &mut Checker,
     raw: &[Spanned<RawListener>],
     server_min: TlsVersion,
+    have_trusted_proxies: bool,
 ) -> Vec<Listener> {
     if raw.is_empty() {
         c.diags.push(Diagnostic::new(
@@ -48,6 +49,30 @@ pub(super) fn check(
                 );
             }
         }
+        let max_connections = match &l.max_connections {
+            None => 0,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(x) if x <= 10_000_000 => x,
+                _ => {
+                    c.err(
+                        n.span(),
+                        format!("{key}.max_connections"),
+                        "must be 0 (no limit) or a number up to 10000000",
+                    );
+                    0
+                }
+            },
+        };
+        let proxy_protocol = l.proxy_protocol.as_ref().is_some_and(|v| *v.get_ref());
+        if proxy_protocol && !have_trusted_proxies {
+            if let Some(v) = &l.proxy_protocol {
+                c.err(
+                    v.span(),
+                    format!("{key}.proxy_protocol"),
+                    "needs server.trusted_proxies: the load balancers whose PROXY header is believed",
+                );
+            }
+        }
         match l.bind.get_ref().trim().parse::<SocketAddr>() {
             Ok(addr) => {
                 if let Some(prev) = binds.insert(addr, i) {
@@ -61,6 +86,8 @@ pub(super) fn check(
                     name: l.name.get_ref().clone(),
                     bind: addr,
                     tls: is_tls.then_some(min),
+                    max_connections,
+                    proxy_protocol,
                 });
             }
             Err(_) => c.err(
@@ -96,6 +123,27 @@ mod tests {
             5,
             "only to a listener with tls",
         );
+    }
+
+    #[test]
+    fn proxy_protocol_needs_someone_to_believe() {
+        rejects(
+            "proxy_protocol without trusted proxies",
+            "bind = \"127.0.0.1:8080\"",
+            "bind = \"127.0.0.1:8080\"\nproxy_protocol = true",
+            5,
+            "needs server.trusted_proxies",
+        );
+        let ok = format!(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n{}",
+            OK.replace(
+                "bind = \"127.0.0.1:8080\"",
+                "bind = \"127.0.0.1:8080\"\nproxy_protocol = true\nmax_connections = 100"
+            )
+        );
+        let cfg = crate::parse(&ok, "t").unwrap();
+        assert!(cfg.listeners[0].proxy_protocol);
+        assert_eq!(cfg.listeners[0].max_connections, 100);
     }
 
     #[test]

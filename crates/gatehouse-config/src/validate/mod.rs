@@ -34,7 +34,12 @@ pub fn validate(raw: RawConfig, source: &str, origin: &str) -> Result<Config, Ve
     };
 
     let server = server::check(&mut c, &raw.server);
-    let listeners = listeners::check(&mut c, &raw.listeners, server.tls_min_version);
+    let listeners = listeners::check(
+        &mut c,
+        &raw.listeners,
+        server.tls_min_version,
+        !server.trusted_proxies.is_empty(),
+    );
     let acme = raw.acme.as_ref().map(|a| acme::check(&mut c, a));
     for (i, s) in raw.streams.iter().enumerate() {
         c.not_yet(s.span(), &format!("stream[{i}]"), "L4 stream forwarding");
@@ -85,6 +90,22 @@ impl Checker<'_> {
                 default
             }),
         }
+    }
+
+    /// A timeout: like [`duration`](Self::duration), but zero is refused (it would cut every connection).
+    fn timeout(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        let d = self.duration(v, key, default);
+        if d.is_zero() {
+            if let Some(s) = v {
+                self.err(
+                    s.span(),
+                    key,
+                    "must be longer than 0: a zero timeout would cut every connection",
+                );
+            }
+            return default;
+        }
+        d
     }
 
     fn size(&mut self, v: &Option<Spanned<RawSize>>, key: &str) -> Option<u64> {

@@ -55,14 +55,44 @@ pub(super) fn check(c: &mut Checker, s: &RawServer) -> Server {
     let tls_min_version = s.tls_min_version.as_ref().map_or(TlsVersion::Tls12, |v| {
         c.tls_version(v, "server.tls_min_version")
     });
-    let max_header_size = c
+    let mut max_header_size = c
         .size(&s.max_header_size, "server.max_header_size")
-        .map_or(defaults::MAX_HEADER_SIZE, |n| n as usize);
-    if max_header_size < 8192 {
-        if let Some(v) = &s.max_header_size {
+        .map_or(defaults::MAX_HEADER_SIZE as u64, |n| n);
+    if let Some(v) = &s.max_header_size {
+        if max_header_size < 8192 {
             c.err(v.span(), "server.max_header_size", "must be at least 8KiB");
+        } else if max_header_size > defaults::MAX_HEADER_SIZE_LIMIT as u64 {
+            c.err(v.span(), "server.max_header_size", "must be at most 16MiB");
+            max_header_size = defaults::MAX_HEADER_SIZE as u64;
         }
     }
+    let max_header_size = max_header_size as usize;
+    let max_request_target = c
+        .size(&s.max_request_target, "server.max_request_target")
+        .map_or(defaults::MAX_REQUEST_TARGET as u64, |n| n);
+    if let Some(v) = &s.max_request_target {
+        if max_request_target < 256 || max_request_target > max_header_size as u64 {
+            c.err(
+                v.span(),
+                "server.max_request_target",
+                format!("must be between 256 bytes and max_header_size ({max_header_size} bytes)"),
+            );
+        }
+    }
+    let max_connections_per_worker = match &s.max_connections_per_worker {
+        None => 0,
+        Some(n) => match usize::try_from(*n.get_ref()) {
+            Ok(x) if x <= 10_000_000 => x,
+            _ => {
+                c.err(
+                    n.span(),
+                    "server.max_connections_per_worker",
+                    "must be 0 (derived from the open-file limit) or a number up to 10000000",
+                );
+                0
+            }
+        },
+    };
     Server {
         admin,
         log_level: match &s.log_level {
@@ -84,18 +114,31 @@ pub(super) fn check(c: &mut Checker, s: &RawServer) -> Server {
         workers,
         admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
         trusted_proxies: c.cidrs(&s.trusted_proxies, "server.trusted_proxies"),
-        header_read_timeout: c.duration(
+        header_read_timeout: c.timeout(
             &s.header_read_timeout,
             "server.header_read_timeout",
             defaults::HEADER_READ_TIMEOUT,
         ),
-        idle_timeout: c.duration(
+        idle_timeout: c.timeout(
             &s.idle_timeout,
             "server.idle_timeout",
             defaults::IDLE_TIMEOUT,
         ),
         max_header_size,
         tls_min_version,
+        send_timeout: c.timeout(
+            &s.send_timeout,
+            "server.send_timeout",
+            defaults::SEND_TIMEOUT,
+        ),
+        body_timeout: c.timeout(
+            &s.body_timeout,
+            "server.body_timeout",
+            defaults::BODY_TIMEOUT,
+        ),
+        strict_sni: s.strict_sni.as_ref().is_some_and(|v| *v.get_ref()),
+        max_connections_per_worker,
+        max_request_target: max_request_target as usize,
     }
 }
 
@@ -137,6 +180,34 @@ mod tests {
             "[server]\nadmin = \"localhost:9901\"\n[pool.web]",
             13,
             "server.admin",
+        );
+        rejects(
+            "huge header limit",
+            "[pool.web]",
+            "[server]\nmax_header_size = \"4GiB\"\n[pool.web]",
+            13,
+            "at most 16MiB",
+        );
+        rejects(
+            "zero idle timeout",
+            "[pool.web]",
+            "[server]\nidle_timeout = \"0s\"\n[pool.web]",
+            13,
+            "must be longer than 0",
+        );
+        rejects(
+            "a duration that overflows",
+            "[pool.web]",
+            "[server]\nsend_timeout = \"99999999999999y\"\n[pool.web]",
+            13,
+            "server.send_timeout",
+        );
+        rejects(
+            "target longer than the head",
+            "[pool.web]",
+            "[server]\nmax_request_target = \"1MiB\"\n[pool.web]",
+            13,
+            "max_request_target",
         );
         rejects(
             "small header limit",

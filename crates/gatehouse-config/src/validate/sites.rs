@@ -65,6 +65,16 @@ pub(super) fn check(
             allow: c.cidrs(&s.allow, &format!("{key}.allow")),
             deny: c.cidrs(&s.deny, &format!("{key}.deny")),
             max_body: c.size(&s.max_body, &format!("{key}.max_body")),
+            upgrades: s
+                .upgrades
+                .as_ref()
+                .map(|u| check_upgrades(c, u, &format!("{key}.upgrades")))
+                .unwrap_or_else(|| defaults::UPGRADES.iter().map(|s| s.to_string()).collect()),
+            tunnel_idle_timeout: c.timeout(
+                &s.tunnel_idle_timeout,
+                &format!("{key}.tunnel_idle_timeout"),
+                defaults::TUNNEL_IDLE_TIMEOUT,
+            ),
         };
         if s.routes.is_empty() {
             c.err(
@@ -102,6 +112,7 @@ pub(super) fn check(
             tls,
             redirect_https: s.redirect_https.as_ref().is_some_and(|v| *v.get_ref()),
             hsts: s.hsts.as_ref().map(|v| v.get_ref().clone()),
+            allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
         });
     }
     out
@@ -112,6 +123,40 @@ struct SiteRules {
     allow: Vec<ipnet::IpNet>,
     deny: Vec<ipnet::IpNet>,
     max_body: Option<u64>,
+    upgrades: Vec<String>,
+    tunnel_idle_timeout: std::time::Duration,
+}
+
+/// Upgrade protocol tokens (RFC 9110 §7.8), lower-cased. `h2c` is never allowed: Gatehouse speaks h2c itself,
+/// and an h2c upgrade would let a client talk HTTP/2 straight to a backend, past every route rule.
+fn check_upgrades(c: &mut Checker, list: &Spanned<Vec<Spanned<String>>>, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for u in list.get_ref() {
+        let t = u.get_ref().trim().to_ascii_lowercase();
+        let name = t.split('/').next().unwrap_or("");
+        let token_ok = !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
+        if !token_ok {
+            c.err(
+                u.span(),
+                key,
+                format!(
+                    "{:?} is not an Upgrade protocol token (e.g. \"websocket\")",
+                    u.get_ref()
+                ),
+            );
+        } else if name == "h2c" {
+            c.err(
+                u.span(),
+                key,
+                "h2c upgrades are never passed on: Gatehouse speaks h2c itself (prior knowledge)",
+            );
+        } else if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
 }
 
 fn check_route(
@@ -209,6 +254,19 @@ fn check_route(
         );
     }
     let route_max_body = c.size(&r.max_body, &format!("{rkey}.max_body"));
+    let upgrades = r
+        .upgrades
+        .as_ref()
+        .map(|u| check_upgrades(c, u, &format!("{rkey}.upgrades")))
+        .unwrap_or_else(|| site.upgrades.clone());
+    let tunnel_idle_timeout = match &r.tunnel_idle_timeout {
+        None => site.tunnel_idle_timeout,
+        Some(_) => c.timeout(
+            &r.tunnel_idle_timeout,
+            &format!("{rkey}.tunnel_idle_timeout"),
+            site.tunnel_idle_timeout,
+        ),
+    };
     Some(Route {
         path: r.path.get_ref().clone(),
         action,
@@ -219,6 +277,8 @@ fn check_route(
             route_deny: c.cidrs(&r.deny, &format!("{rkey}.deny")),
         },
         max_body: route_max_body.or(site.max_body),
+        upgrades,
+        tunnel_idle_timeout,
     })
 }
 
@@ -333,6 +393,37 @@ mod tests {
             "[[site]]\ntls = { cert = \"c.pem\" }",
             7,
             "needs cert",
+        );
+    }
+
+    #[test]
+    fn upgrades_default_to_websocket_and_never_allow_h2c() {
+        let cfg = crate::parse(OK, "t").unwrap();
+        assert_eq!(cfg.sites[0].routes[0].upgrades, ["websocket"]);
+        assert_eq!(
+            cfg.sites[0].routes[0].tunnel_idle_timeout,
+            std::time::Duration::from_secs(3600)
+        );
+        rejects(
+            "h2c",
+            "pool = \"web\"",
+            "pool = \"web\"\n  upgrades = [\"websocket\", \"h2c\"]",
+            11,
+            "never passed on",
+        );
+        rejects(
+            "bad token",
+            "pool = \"web\"",
+            "pool = \"web\"\n  upgrades = [\"web socket\"]",
+            11,
+            "not an Upgrade protocol token",
+        );
+        let custom = OK.replace("pool = \"web\"", "pool = \"web\"\n  upgrades = [\"WebSocket\", \"my-proto/2\"]\n  tunnel_idle_timeout = \"5m\"");
+        let cfg = crate::parse(&custom, "t").unwrap();
+        assert_eq!(cfg.sites[0].routes[0].upgrades, ["websocket", "my-proto/2"]);
+        assert_eq!(
+            cfg.sites[0].routes[0].tunnel_idle_timeout,
+            std::time::Duration::from_secs(300)
         );
     }
 

@@ -3,7 +3,13 @@
 //!
 //! Headers from a peer in `trusted_proxies` are believed: the client is the right-most address in its
 //! `X-Forwarded-For` that is not itself a trusted proxy, and its `X-Forwarded-Proto`/`-Host` are kept. From any
-//! other peer they are replaced, as Caddy and Traefik do, so a client cannot choose its own address.
+//! other peer they are replaced, as Caddy and Traefik do, so a client cannot choose its own address; and the
+//! forwarding headers Gatehouse does not set (`Forwarded`, `X-Forwarded-Port`, `X-Forwarded-Prefix`) are
+//! removed, so a backend that reads them cannot be told a scheme, port or prefix by the client.
+//!
+//! The walk fails closed: an entry that is not a plain address (`203.0.113.7:51234`, garbage) ends it as an
+//! untrusted client — its address when one can be read from it, else `0.0.0.0`, which no allow rule admits —
+//! never as the last trusted hop.
 
 use gatehouse_config::canonical;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -14,6 +20,12 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// Forwarding headers Gatehouse does not set: passed on only from trusted peers.
+static UNTRUSTED_REMOVED: [HeaderName; 3] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
 
 pub fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
     let ip = canonical(ip);
@@ -38,17 +50,28 @@ pub fn client_ip(
         .filter_map(|v| v.to_str().ok())
         .collect();
     for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
-        match hop.trim().parse::<IpAddr>() {
+        let hop = hop.trim();
+        match hop.parse::<IpAddr>() {
             Ok(ip) => {
                 client = canonical(ip);
                 if !is_trusted(trusted, ip) {
                     break;
                 }
             }
-            Err(_) => break,
+            Err(_) => {
+                // Not a plain address: the client is whoever this is, trusted or not.
+                client = address_with_port(hop)
+                    .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), canonical);
+                break;
+            }
         }
     }
     client
+}
+
+/// The address of `ip:port` or `[v6]:port`, as some proxies write X-Forwarded-For entries.
+fn address_with_port(hop: &str) -> Option<IpAddr> {
+    hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip())
 }
 
 /// What the forwarded headers are built from.
@@ -68,6 +91,11 @@ pub fn set_forwarded_headers(
     f: &Forwarded<'_>,
     host: Option<HeaderValue>,
 ) {
+    if !f.peer_trusted {
+        for name in &UNTRUSTED_REMOVED {
+            headers.remove(name);
+        }
+    }
     let prior_xff = if f.peer_trusted {
         headers
             .get_all(&X_FORWARDED_FOR)
@@ -156,6 +184,16 @@ mod tests {
         assert_eq!(
             client_ip(&t, peer, true, &xff("garbage, 1.2.3.4")),
             ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_ip(&t, peer, true, &xff("1.2.3.4, 10.1.1.1:80")),
+            ip("10.1.1.1"),
+            "an entry with a port ends the walk, even a trusted address"
+        );
+        assert_eq!(
+            client_ip(&t, peer, true, &xff("1.2.3.4, garbage")),
+            ip("0.0.0.0"),
+            "fails closed"
         );
     }
 

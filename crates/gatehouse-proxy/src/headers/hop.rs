@@ -14,6 +14,16 @@ const ALWAYS: [&str; 7] = [
     "transfer-encoding",
 ];
 
+/// Headers a `Connection` header may not remove: the Host the request was routed by, and the ones Gatehouse
+/// sets itself (a client must not strip a trusted proxy's X-Forwarded-For chain by naming it).
+const PROTECTED: [&str; 5] = [
+    "host",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
 fn is_hop_by_hop(name: &header::HeaderName) -> bool {
     let n = name.as_str();
     n == "connection" || n == "upgrade" || ALWAYS.contains(&n)
@@ -40,7 +50,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         for value in &named {
             let Ok(list) = value.to_str() else { continue };
             for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if !(upgrade && name.eq_ignore_ascii_case("upgrade")) {
+                let protected = PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name));
+                if !protected && !(upgrade && name.eq_ignore_ascii_case("upgrade")) {
                     headers.remove(name);
                 }
             }
@@ -100,6 +111,21 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["host", "x-kept"]);
+    }
+
+    #[test]
+    fn connection_cannot_remove_host_or_forwarded_headers() {
+        let mut h = map(&[
+            ("connection", "Host, X-Forwarded-For, x-real-ip, x-other"),
+            ("host", "example.com"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-real-ip", "10.0.0.1"),
+            ("x-other", "1"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["host", "x-forwarded-for", "x-real-ip"]);
     }
 
     #[test]

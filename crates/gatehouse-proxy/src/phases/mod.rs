@@ -134,6 +134,7 @@ async fn forward(
         max_body: found.route.max_body,
         pool,
         peer_trusted: routed.peer_trusted,
+        authority: routed.authority.as_ref(),
     };
     let out = rewrite::request(req, &input, ctx)?;
     // 3b. Choose a server and send, with retries.

@@ -24,6 +24,8 @@ pub struct Input<'a> {
     pub max_body: Option<u64>,
     pub pool: &'a PoolRt,
     pub peer_trusted: bool,
+    /// The host the request was routed by: sent as Host (or `:authority`), never the client's other one.
+    pub authority: Option<&'a HeaderValue>,
 }
 
 /// The request as it goes upstream.
@@ -48,20 +50,16 @@ pub fn request(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
-    let host = match parts.headers.get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => {
-            // h2 carries the host in :authority; an HTTP/1.1 upstream needs it as Host.
-            let from_authority = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-            if let Some(h) = &from_authority {
-                parts.headers.insert(header::HOST, h.clone());
-            }
-            from_authority
+    // The host routed by is the host sent (absolute-form and h2 carry it in the target, RFC 9112 §3.2.2).
+    let host = input.authority.cloned();
+    match &host {
+        Some(h) => {
+            parts.headers.insert(header::HOST, h.clone());
         }
-    };
+        None => {
+            parts.headers.remove(header::HOST);
+        }
+    }
     parts.uri = upstream_target(&parts.uri, input.path, input.strip)?;
     remove_hop_by_hop(&mut parts.headers, upgrade);
     let peer = &ctx.conn().peer;
@@ -73,6 +71,7 @@ pub fn request(
         proto: peer.scheme.as_str(),
     };
     let pool = input.pool;
+    let h2_client = parts.version == Version::HTTP_2;
     if pool.connect.http2 && !upgrade {
         // An HTTP/2 upstream takes the host as :authority in an absolute target, not as a Host header.
         let scheme = if pool.connect.tls.is_some() {
@@ -82,15 +81,25 @@ pub fn request(
         };
         let authority = host
             .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = format!("{scheme}://{authority}{pq}")
-            .parse()
+            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+            .unwrap_or_else(|| http::uri::Authority::from_static("localhost"));
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        parts.uri = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
             .map_err(|_| ProxyError::BadRequest("request target"))?;
         parts.headers.remove(header::HOST);
         parts.version = Version::HTTP_2;
     } else {
+        if h2_client {
+            join_cookies(&mut parts.headers);
+        }
         parts.version = Version::HTTP_11;
     }
     set_forwarded_headers(&mut parts.headers, &fwd, host);
@@ -135,6 +144,23 @@ fn upstream_target(
         .map_err(|_| ProxyError::BadRequest("request target"))
 }
 
+/// HTTP/2 sends each cookie as its own field; an HTTP/1 server expects one `Cookie` header, joined with
+/// "; " (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)
@@ -145,6 +171,18 @@ fn content_length<B>(req: &Request<B>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h2_cookies_become_one_header() {
+        let mut h = http::HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2"]);
+    }
 
     #[test]
     fn targets_are_origin_form_and_stripped() {

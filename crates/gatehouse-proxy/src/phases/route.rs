@@ -2,7 +2,8 @@
 //!
 //! 1.1 framing: Content-Length with Transfer-Encoding → 400 (and close);
 //! 1.2 ACME: on plain HTTP, `/.well-known/acme-challenge/TOKEN` is answered before anything else;
-//! 1.3 host: `:authority` / absolute-form target, else the one `Host` header, case and port ignored;
+//! 1.3 host: `:authority` / absolute-form target, else the one `Host` header; only `host[:port]` is valid
+//!     (400 otherwise); matched with case and port ignored, and sent upstream as the request's Host;
 //! 1.4 site: by host (exact, wildcard, default) → 404; over TLS the Host must name the SNI's site → 421;
 //!     a `redirect_https` site on plain HTTP → 308 to https://;
 //! 1.5 route: longest prefix of the normalized path (none: the site's layers still run, the action is 404);
@@ -14,7 +15,7 @@ use crate::context::RequestCtx;
 use crate::error::{status_response, ProxyError};
 use crate::headers::forwarded::{client_ip, is_trusted};
 use crate::snapshot::{RouteRt, SiteRt, Snapshot};
-use gatehouse_route::{normalize_host, normalize_path};
+use gatehouse_route::{is_valid_host, normalize_host, normalize_path};
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use std::borrow::Cow;
 use std::time::Duration;
@@ -37,6 +38,9 @@ pub struct Routed<'s> {
     pub found: Option<RouteMatch<'s>>,
     /// The peer is a trusted proxy (its forwarded headers are believed).
     pub peer_trusted: bool,
+    /// The host the request was routed by, as the client wrote it (with its port): what the upstream gets as
+    /// Host (or `:authority`). `None` only for an HTTP/1.0 request without a Host.
+    pub authority: Option<HeaderValue>,
 }
 
 #[derive(Debug)]
@@ -63,7 +67,7 @@ pub async fn route<'s, B>(
         }
     }
     // 1.3 Host.
-    let host = request_host(req)?;
+    let (host, authority) = request_host(req)?;
     // 1.4 Site.
     let site = snap.sites.lookup(&host).ok_or(ProxyError::NoRoute)?;
     if let Some(sni) = peer.sni() {
@@ -75,10 +79,15 @@ pub async fn route<'s, B>(
     let hsts = match peer.scheme {
         Scheme::Https => site.hsts.as_ref(),
         Scheme::Http if site.redirect_https => {
-            if host.is_empty() {
-                return Err(ProxyError::BadRequest("no Host to redirect to https"));
-            }
-            return Ok(Step::Answer(https_redirect(&host, snap.https_port, req)));
+            // Only to a host the site names itself: a Host that reached it as the default site gets the
+            // site's own first name, never an open redirect.
+            let named = !host.is_empty() && snap.sites.lookup_named(&host).is_some();
+            let target = match (named, site.canonical_host.as_deref()) {
+                (true, _) => &*host,
+                (false, Some(canonical)) => canonical,
+                (false, None) => return Err(ProxyError::NoRoute),
+            };
+            return Ok(Step::Answer(https_redirect(target, snap.https_port, req)));
         }
         Scheme::Http => None,
     };
@@ -109,6 +118,7 @@ pub async fn route<'s, B>(
         hsts,
         found,
         peer_trusted,
+        authority,
     }))
 }
 
@@ -163,22 +173,47 @@ fn check_framing<B>(req: &Request<B>, ctx: &RequestCtx) -> Result<(), ProxyError
     Ok(())
 }
 
-/// The host a request is for, normalized. Two Host headers, or none on HTTP/1.1, is a bad request.
-fn request_host<B>(req: &Request<B>) -> Result<Cow<'_, str>, ProxyError> {
-    if let Some(auth) = req.uri().authority() {
-        return Ok(normalize_host(auth.as_str()));
-    }
+/// The host a request is for, normalized for matching, and as written for the upstream. The URI's authority
+/// (h2 `:authority`, HTTP/1.1 absolute-form) wins over the Host header (RFC 9112 §3.2.2). Two Host headers,
+/// none on HTTP/1.1, or one that is not `host[:port]` (a path, userinfo, spaces) is a bad request.
+fn request_host<B>(req: &Request<B>) -> Result<(Cow<'_, str>, Option<HeaderValue>), ProxyError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(h), None) => h
-            .to_str()
-            .map(normalize_host)
-            .map_err(|_| ProxyError::BadRequest("Host is not valid text")),
-        (Some(_), Some(_)) => Err(ProxyError::BadRequest("more than one Host header")),
-        (None, _) if req.version() == Version::HTTP_11 => {
+    let (first, second) = (hosts.next(), hosts.next());
+    if second.is_some() {
+        return Err(ProxyError::BadRequest("more than one Host header"));
+    }
+    if let Some(auth) = req.uri().authority() {
+        let a = auth.as_str();
+        if !is_valid_host(a) {
+            return Err(ProxyError::BadRequest(
+                "the request target's authority is not host[:port]",
+            ));
+        }
+        let value = HeaderValue::from_str(a).map_err(|_| {
+            ProxyError::BadRequest("the request target's authority is not host[:port]")
+        })?;
+        // A Host header beside it must be valid too: some backends read it anyway.
+        if let Some(h) = first {
+            if !h.to_str().is_ok_and(is_valid_host) {
+                return Err(ProxyError::BadRequest("Host is not host[:port]"));
+            }
+        }
+        return Ok((normalize_host(a), Some(value)));
+    }
+    match first {
+        Some(h) => {
+            let text = h
+                .to_str()
+                .map_err(|_| ProxyError::BadRequest("Host is not valid text"))?;
+            if !is_valid_host(text) {
+                return Err(ProxyError::BadRequest("Host is not host[:port]"));
+            }
+            Ok((normalize_host(text), Some(h.clone())))
+        }
+        None if req.version() == Version::HTTP_11 => {
             Err(ProxyError::BadRequest("HTTP/1.1 request without Host"))
         }
-        (None, _) => Ok(Cow::Borrowed("")),
+        None => Ok((Cow::Borrowed(""), None)),
     }
 }
 

@@ -77,6 +77,11 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
             SiteRt {
                 id: i as u32,
                 name: name.into_boxed_str(),
+                canonical_host: site
+                    .exact_hosts()
+                    .into_iter()
+                    .next()
+                    .map(String::into_boxed_str),
                 paths: PathTable::new(routes),
                 redirect_https: site.redirect_https,
                 hsts: site

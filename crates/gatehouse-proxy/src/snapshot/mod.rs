@@ -110,6 +110,9 @@ pub struct SiteRt {
     pub id: u32,
     /// The first host, as written: how logs name the site.
     pub name: Box<str>,
+    /// The first exact host: where `redirect_https` sends a request whose Host no site names (the default
+    /// site catching it), so a client cannot pick the redirect's target.
+    pub canonical_host: Option<Box<str>>,
     pub paths: PathTable<RouteRt>,
     pub redirect_https: bool,
     /// Strict-Transport-Security for this site's HTTPS responses.
