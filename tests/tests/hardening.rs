@@ -221,3 +221,90 @@ async fn redirect_https_goes_only_to_configured_hosts() {
         "not an open redirect"
     );
 }
+
+/// A TCP backend that answers any request with a 101 to `upgrade`, then writes `after` on the raw socket.
+async fn switching_backend(upgrade: &'static str, after: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: {upgrade}\r\n\r\n");
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(after).await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+/// 4. Only the upgrades a route allows are tunnelled (websocket by default), h2c never, and only when the 101
+///    switches to what was asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_allowed_upgrades_are_tunnelled() {
+    let a = Backend::start("a").await;
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(&format!("\"{}\"", a.addr), "", ""));
+    for upgrade in ["h2c", "foo", "websocket-not"] {
+        let req = format!(
+            "GET /u HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+        );
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), raw_until_body(g.addr, req.as_bytes()))
+            .await
+            .expect("an answer");
+        assert!(r.starts_with("HTTP/1.1 200"), "{upgrade}: {r}");
+    }
+    for seen in a.seen() {
+        assert!(!seen.headers.contains_key("upgrade"), "an Upgrade reached the backend: {seen:?}");
+        assert!(!seen.headers.contains_key("http2-settings"), "{seen:?}");
+    }
+
+    // A 101 to another protocol than the one asked for is not tunnelled.
+    let sneaky = switching_backend("h2c", b"SECRET").await;
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(&format!("\"{sneaky}\""), "", ""));
+    let r = raw(
+        g.addr,
+        b"GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(!r.contains("SECRET"));
+
+    // Another protocol, allowed by the route, is tunnelled.
+    let custom = switching_backend("my-proto", b"HELLO").await;
+    let g = Gatehouse::start(&format!(
+        "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n  upgrades = [\"my-proto\"]\n[pool.p]\nservers = [\"{custom}\"]\n"
+    ));
+    let r = raw(g.addr, b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: upgrade\r\nUpgrade: my-proto\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 101") && r.ends_with("HELLO"), "{r}");
+}
+
+/// Reads until a response head and its (small, Content-Length) body have arrived, on a kept-alive connection.
+async fn raw_until_body(addr: std::net::SocketAddr, req: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .unwrap_or(0);
+            if body.len() >= len {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -41,6 +41,12 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    /// The server answered something a proxy must not pass on (a 101 to a protocol nobody asked for).
+    #[error("bad response from {addr}: {what}")]
+    BadUpstream {
+        addr: SocketAddr,
+        what: &'static str,
+    },
     /// The server did not send a response head within response_timeout.
     #[error("{addr} sent no response within the response timeout")]
     Timeout { addr: SocketAddr },
@@ -59,7 +65,7 @@ impl ProxyError {
             ProxyError::ClientGone(_) => ErrorKind::ClientGone,
             ProxyError::NoServer(_) => ErrorKind::NoServer,
             ProxyError::Connect { .. } => ErrorKind::Connect,
-            ProxyError::Upstream { .. } => ErrorKind::Upstream,
+            ProxyError::Upstream { .. } | ProxyError::BadUpstream { .. } => ErrorKind::Upstream,
             ProxyError::Timeout { .. } => ErrorKind::Timeout,
         }
     }

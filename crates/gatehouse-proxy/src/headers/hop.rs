@@ -80,6 +80,49 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
             })
 }
 
+/// The protocols of an `Upgrade` header (`websocket`, `my-proto/2`), lower-cased names without versions.
+fn upgrade_names(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether `token` (a configured `upgrades` entry, or an offered protocol) names `offered`'s protocol: a
+/// configured name without a version allows every version of it.
+fn allows(token: &str, offered: &str) -> bool {
+    offered == token || offered.split('/').next() == Some(token)
+}
+
+/// For an upgrade request: keeps only the offered protocols the route allows (`h2c` never) in `Upgrade`, and
+/// says whether any is left. With none left the request goes on as a plain one (its Upgrade is removed).
+pub fn allow_upgrade(headers: &mut HeaderMap, allowed: &[Box<str>]) -> bool {
+    let kept: Vec<String> = upgrade_names(headers)
+        .filter(|o| o.split('/').next() != Some("h2c"))
+        .filter(|o| allowed.iter().any(|a| allows(a, o)))
+        .collect();
+    match HeaderValue::from_str(&kept.join(", ")) {
+        Ok(v) if !kept.is_empty() => {
+            headers.insert(header::UPGRADE, v);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether a 101's `Upgrade` switches to one of the protocols the request offered (after [`allow_upgrade`]).
+pub fn switched_to_offered(response: &HeaderMap, offered: &HeaderMap) -> bool {
+    let offered: Vec<String> = upgrade_names(offered).collect();
+    let mut chosen = upgrade_names(response);
+    match (chosen.next(), chosen.next()) {
+        (Some(c), None) => offered.iter().any(|o| *o == c || allows(&c, o) || allows(o, &c)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +183,20 @@ mod tests {
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
         assert!(!h.contains_key("keep-alive"));
+    }
+
+    #[test]
+    fn only_allowed_upgrades_are_kept_and_h2c_never() {
+        let allowed: Vec<Box<str>> = vec!["websocket".into(), "h2c".into()];
+        let mut h = map(&[("upgrade", "h2c, WebSocket/13, foo")]);
+        assert!(allow_upgrade(&mut h, &allowed));
+        assert_eq!(h["upgrade"], "websocket/13");
+        let mut h = map(&[("upgrade", "h2c")]);
+        assert!(!allow_upgrade(&mut h, &allowed));
+        let sent = map(&[("upgrade", "websocket")]);
+        assert!(switched_to_offered(&map(&[("upgrade", "WebSocket")]), &sent));
+        assert!(!switched_to_offered(&map(&[("upgrade", "h2c")]), &sent));
+        assert!(!switched_to_offered(&map(&[]), &sent));
     }
 
     #[test]

@@ -135,12 +135,13 @@ async fn forward(
         pool,
         peer_trusted: routed.peer_trusted,
         authority: routed.authority.as_ref(),
+        upgrades: &found.route.upgrades,
     };
     let out = rewrite::request(req, &input, ctx)?;
     // 3b. Choose a server and send, with retries.
     let sent = send::with_retries(pool, out.req, out.client_upgrade.is_some(), ctx).await?;
     // 3c. Rewrite the response.
-    Ok(respond::response(pool, sent, out.client_upgrade, ctx))
+    respond::response(pool, sent, out.client_upgrade, ctx)
 }
 
 /// A failure becomes its answer: logged once (5xx at warn, 4xx at debug) and recorded in the context.

@@ -1,11 +1,13 @@
 //! 3c. Rewrite the response for the client: hop-by-hop headers removed, the body streamed back holding the
 //! server's in-flight unit and the connection's lease (back to its pool when the body ends). A 101 to an
-//! upgrade request leaves both sides of the tunnel in the context, for delivery to join.
+//! upgrade request leaves both sides of the tunnel in the context, for delivery to join — only when it switches
+//! to a protocol the request offered; any other 101 is a broken upstream (502), never tunnelled.
 
 use super::send::Sent;
 use crate::body::{ResponseBody, UpstreamHold};
 use crate::context::{PendingUpgrade, RequestCtx};
-use crate::headers::hop::remove_hop_by_hop;
+use crate::error::ProxyError;
+use crate::headers::hop::{remove_hop_by_hop, switched_to_offered};
 use crate::snapshot::PoolRt;
 use crate::upstream::pool::Lease;
 use http::{Response, StatusCode};
@@ -14,9 +16,9 @@ use hyper::upgrade::OnUpgrade;
 pub fn response(
     pool: &PoolRt,
     sent: Sent<'_>,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: Option<(OnUpgrade, http::HeaderMap)>,
     ctx: &mut RequestCtx,
-) -> Response<ResponseBody> {
+) -> Result<Response<ResponseBody>, ProxyError> {
     let Sent {
         mut resp,
         sender,
@@ -25,17 +27,27 @@ pub fn response(
     } = sent;
     // A connection opened for an upgrade request is never pooled, whatever the answer.
     let upgrade_conn = client_upgrade.is_some();
-    if let Some(client) = client_upgrade {
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            ctx.upgrade = Some(PendingUpgrade {
-                client,
-                upstream: hyper::upgrade::on(&mut resp),
-                in_flight,
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some((client, offered)) = client_upgrade else {
+            return Err(ProxyError::BadUpstream {
+                addr: upstream.addr,
+                what: "101 Switching Protocols to a request that asked for no upgrade",
             });
-            let (mut parts, _) = resp.into_parts();
-            remove_hop_by_hop(&mut parts.headers, true);
-            return Response::from_parts(parts, ResponseBody::empty());
+        };
+        if !switched_to_offered(resp.headers(), &offered) {
+            return Err(ProxyError::BadUpstream {
+                addr: upstream.addr,
+                what: "101 Switching Protocols to a protocol the request did not offer",
+            });
         }
+        ctx.upgrade = Some(PendingUpgrade {
+            client,
+            upstream: hyper::upgrade::on(&mut resp),
+            in_flight,
+        });
+        let (mut parts, _) = resp.into_parts();
+        remove_hop_by_hop(&mut parts.headers, true);
+        return Ok(Response::from_parts(parts, ResponseBody::empty()));
     }
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers, false);
@@ -44,8 +56,8 @@ pub fn response(
         pool: upstream.conns.clone(),
         max_idle: pool.max_idle,
     });
-    Response::from_parts(
+    Ok(Response::from_parts(
         parts,
         ResponseBody::upstream(body, UpstreamHold { in_flight, lease }),
-    )
+    ))
 }

@@ -6,7 +6,7 @@
 use crate::context::RequestCtx;
 use crate::error::ProxyError;
 use crate::headers::forwarded::{set_forwarded_headers, Forwarded};
-use crate::headers::hop::{is_upgrade_request, remove_hop_by_hop};
+use crate::headers::hop::{allow_upgrade, is_upgrade_request, remove_hop_by_hop};
 use crate::snapshot::PoolRt;
 use crate::upstream::body::RequestBody;
 use http::{header, HeaderValue, Request, Uri, Version};
@@ -26,14 +26,16 @@ pub struct Input<'a> {
     pub peer_trusted: bool,
     /// The host the request was routed by: sent as Host (or `:authority`), never the client's other one.
     pub authority: Option<&'a HeaderValue>,
+    /// The Upgrade protocols the route tunnels.
+    pub upgrades: &'a [Box<str>],
 }
 
 /// The request as it goes upstream.
 #[derive(Debug)]
 pub struct Outgoing {
     pub req: Request<RequestBody>,
-    /// For an upgrade request (HTTP/1.1 `Connection: upgrade`), the client side of the future tunnel.
-    pub client_upgrade: Option<OnUpgrade>,
+    /// For an allowed upgrade request: the client side of the future tunnel, and the protocols offered.
+    pub client_upgrade: Option<(OnUpgrade, http::HeaderMap)>,
 }
 
 pub fn request(
@@ -46,7 +48,10 @@ pub fn request(
             return Err(ProxyError::BodyTooLarge);
         }
     }
-    let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
+    // An upgrade only to protocols the route allows; any other goes on as a plain request, its Upgrade removed.
+    let upgrade = req.version() == Version::HTTP_11
+        && is_upgrade_request(req.headers())
+        && allow_upgrade(req.headers_mut(), input.upgrades);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
@@ -105,6 +110,14 @@ pub fn request(
     set_forwarded_headers(&mut parts.headers, &fwd, host);
     // Count the body only when there is one: a plain GET allocates no counter.
     let counted = (!body.is_end_stream()).then(|| ctx.bytes_in.counter());
+    // What was offered, to check the 101 against (rare: only upgrade requests copy it).
+    let client_upgrade = client_upgrade.map(|on| {
+        let mut offered = http::HeaderMap::new();
+        for v in parts.headers.get_all(header::UPGRADE) {
+            offered.append(header::UPGRADE, v.clone());
+        }
+        (on, offered)
+    });
     let req = Request::from_parts(parts, RequestBody::new(body, input.max_body, counted));
     Ok(Outgoing {
         req,

@@ -58,6 +58,8 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
                 action,
                 access: (!r.access.is_empty()).then(|| r.access.clone()),
                 max_body: r.max_body,
+                upgrades: r.upgrades.iter().map(|u| u.as_str().into()).collect(),
+                tunnel_idle_timeout: r.tunnel_idle_timeout,
             };
             Some((r.path.clone(), rt))
         });

@@ -125,6 +125,10 @@ pub struct RouteRt {
     /// `None` when neither site nor route has allow/deny rules (the common case: no check at all).
     pub access: Option<AccessRules>,
     pub max_body: Option<u64>,
+    /// Upgrade protocols tunnelled (lower-case tokens, `h2c` never among them).
+    pub upgrades: Box<[Box<str>]>,
+    /// An upgraded connection with no bytes either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 #[derive(Debug)]
