@@ -247,24 +247,38 @@ async fn switching_backend(upgrade: &'static str, after: &'static [u8]) -> std::
 #[tokio::test(flavor = "multi_thread")]
 async fn only_allowed_upgrades_are_tunnelled() {
     let a = Backend::start("a").await;
-    let g = Gatehouse::start(&gatehouse_e2e::single_pool(&format!("\"{}\"", a.addr), "", ""));
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{}\"", a.addr),
+        "",
+        "",
+    ));
     for upgrade in ["h2c", "foo", "websocket-not"] {
         let req = format!(
             "GET /u HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
         );
-        let r = tokio::time::timeout(std::time::Duration::from_secs(10), raw_until_body(g.addr, req.as_bytes()))
-            .await
-            .expect("an answer");
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            raw_until_body(g.addr, req.as_bytes()),
+        )
+        .await
+        .expect("an answer");
         assert!(r.starts_with("HTTP/1.1 200"), "{upgrade}: {r}");
     }
     for seen in a.seen() {
-        assert!(!seen.headers.contains_key("upgrade"), "an Upgrade reached the backend: {seen:?}");
+        assert!(
+            !seen.headers.contains_key("upgrade"),
+            "an Upgrade reached the backend: {seen:?}"
+        );
         assert!(!seen.headers.contains_key("http2-settings"), "{seen:?}");
     }
 
     // A 101 to another protocol than the one asked for is not tunnelled.
     let sneaky = switching_backend("h2c", b"SECRET").await;
-    let g = Gatehouse::start(&gatehouse_e2e::single_pool(&format!("\"{sneaky}\""), "", ""));
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{sneaky}\""),
+        "",
+        "",
+    ));
     let r = raw(
         g.addr,
         b"GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
@@ -278,7 +292,11 @@ async fn only_allowed_upgrades_are_tunnelled() {
     let g = Gatehouse::start(&format!(
         "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n  upgrades = [\"my-proto\"]\n[pool.p]\nservers = [\"{custom}\"]\n"
     ));
-    let r = raw(g.addr, b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: upgrade\r\nUpgrade: my-proto\r\n\r\n").await;
+    let r = raw(
+        g.addr,
+        b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: upgrade\r\nUpgrade: my-proto\r\n\r\n",
+    )
+    .await;
     assert!(r.starts_with("HTTP/1.1 101") && r.ends_with("HELLO"), "{r}");
 }
 
@@ -299,7 +317,11 @@ async fn raw_until_body(addr: std::net::SocketAddr, req: &[u8]) -> String {
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
                 .unwrap_or(0);
             if body.len() >= len {
                 break;
@@ -307,4 +329,232 @@ async fn raw_until_body(addr: std::net::SocketAddr, req: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends a POST of `len` bytes, one byte every `gap`, and returns the response.
+async fn slow_upload(addr: std::net::SocketAddr, len: usize, gap: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("POST /count HTTP/1.1\r\nHost: example.com\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..len {
+        tokio::time::sleep(gap).await;
+        if s.write_all(b"x").await.is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// 2. A slow client is never blamed on the backend: the response clock starts when the body is complete, a
+///    long upload is not cut by response_timeout, and slow uploads take no server out.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_uploads_are_not_blamed_on_the_backend() {
+    use std::time::Duration;
+    let a = Backend::start("a").await;
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{}\"", a.addr),
+        "response_timeout = \"500ms\"\nmax_fails = 1\nfail_timeout = \"60s\"",
+        "",
+    ));
+    // Eight uploads of 2 s each, against a 500 ms response timeout and max_fails = 1.
+    let uploads: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(slow_upload(g.addr, 10, Duration::from_millis(200))))
+        .collect();
+    for _ in 0..10 {
+        assert_eq!(
+            get(&g.url("/")).await.status,
+            200,
+            "a normal client beside them"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    for u in uploads {
+        let r = u.await.unwrap();
+        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("10"), "{r}");
+    }
+    assert_eq!(
+        get(&g.url("/")).await.status,
+        200,
+        "the server was never taken out"
+    );
+}
+
+/// 3a. A client that reads nothing of a response is cut after send_timeout; others keep being served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_cut_after_send_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{}\"", a.addr),
+        "",
+        "send_timeout = \"1s\"",
+    ));
+    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(b"GET /bytes/268435456 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        .await
+        .unwrap();
+    // Read nothing for a while; a normal client meanwhile.
+    for _ in 0..5 {
+        assert_eq!(get(&g.url("/")).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Now read: whatever the kernel buffered, then the end, long before 256 MiB.
+    let start = Instant::now();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("still open after send_timeout: {total} bytes read"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "still streaming");
+    }
+    assert!(total < 64 << 20, "cut, not served whole: {total}");
+}
+
+/// 3b. A request body that stops coming gets 408 after body_timeout, and is the client's fault.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_request_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{}\"", a.addr),
+        "max_fails = 1\nfail_timeout = \"60s\"",
+        "body_timeout = \"1s\"",
+    ));
+    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(
+        b"POST /count HTTP/1.1\r\nHost: example.com\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(read.is_ok() && text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(
+        get(&g.url("/")).await.status,
+        200,
+        "not counted against the server"
+    );
+}
+
+/// 3c. An upgraded tunnel with no bytes either way for tunnel_idle_timeout is closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_tunnel_is_closed() {
+    use futures_util::{SinkExt, StreamExt};
+    let a = Backend::start("a").await;
+    let g = Gatehouse::start(&format!(
+        "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n  tunnel_idle_timeout = \"1s\"\n[pool.p]\nservers = [\"{}\"]\n",
+        a.addr
+    ));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.addr))
+        .await
+        .unwrap();
+    ws.send("hi".into()).await.unwrap();
+    assert!(ws.next().await.unwrap().is_ok());
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle tunnel was not closed");
+}
+
+/// 3d. A listener's max_connections: beyond it, new connections wait (accepted later), nothing crashes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listener_stops_accepting_at_max_connections() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let port = gatehouse_e2e::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let g = Gatehouse::start_raw(
+        &format!(
+            "{}\n[[listener]]\nname = \"capped\"\nbind = \"{addr}\"\nmax_connections = 2\n",
+            gatehouse_e2e::single_pool(&format!("\"{}\"", a.addr), "", "")
+        ),
+        addr,
+    );
+    // wait_ready's probe connection may still count for a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap(); // queued by the kernel
+    third
+        .write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(800), third.read_to_end(&mut out)).await;
+    assert!(
+        early.is_err() && out.is_empty(),
+        "served beyond max_connections: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    drop(first);
+    let late = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut out)).await;
+    assert!(
+        late.is_ok() && String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    drop(second);
+    assert!(
+        g.logs().contains("max_connections"),
+        "the limit is logged:\n{}",
+        g.logs()
+    );
+}
+
+/// 3e. HTTP/2 limits are explicit: the server's SETTINGS name max concurrent streams and header list size.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_settings_are_explicit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{}\"", a.addr),
+        "",
+        "",
+    ));
+    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[3], 4, "a SETTINGS frame first");
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.unwrap();
+    let settings: std::collections::HashMap<u16, u32> = payload
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        settings.get(&3),
+        Some(&128),
+        "MAX_CONCURRENT_STREAMS: {settings:?}"
+    );
+    assert_eq!(
+        settings.get(&6),
+        Some(&65536),
+        "MAX_HEADER_LIST_SIZE: {settings:?}"
+    );
 }

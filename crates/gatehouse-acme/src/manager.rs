@@ -166,13 +166,18 @@ impl AcmeManager {
                     }
                     Err(e) => {
                         st.failures += 1;
-                        let wait = e.retry_after().unwrap_or_else(|| {
-                            backoff(
-                                st.failures,
-                                self.config.retry_initial,
-                                self.config.retry_cap,
-                            )
-                        });
+                        // The CA's own "retry after" is believed, up to the usual cap (a date far ahead must not
+                        // park a site for good).
+                        let wait = e
+                            .retry_after()
+                            .map(|d| d.min(self.config.retry_cap))
+                            .unwrap_or_else(|| {
+                                backoff(
+                                    st.failures,
+                                    self.config.retry_initial,
+                                    self.config.retry_cap,
+                                )
+                            });
                         tracing::error!(site = %site.id, names = ?site.names, failures = st.failures, retry_in = ?wait, error = %e, "certificate not obtained; the current certificate (if any) keeps serving");
                         st.next = Some(Instant::now() + wait);
                     }

@@ -11,9 +11,10 @@ use gatehouse_balance::InFlight;
 use http::{Method, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Notify;
 
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -26,7 +27,8 @@ pub struct RequestCtx {
     pub client_ip: IpAddr,
     /// Index of the site in the snapshot it was served on ([`crate::Snapshot::site`]).
     pub site: Option<u32>,
-    /// Index of the route within its site.
+    /// Index of the route in its site's path table ([`crate::Snapshot::route`]; longest prefix first, not
+    /// the order of `[[site.route]]` in the file).
     pub route: Option<u32>,
     /// Index of the pool in the snapshot ([`crate::Snapshot::pool`]).
     pub pool: Option<u32>,
@@ -174,24 +176,80 @@ impl Attempts {
     }
 }
 
-/// The request body's byte count. The body is streamed by the upstream connection's task, so the count it
-/// keeps is shared; the counter is made only for requests that have a body, so a plain GET allocates nothing.
+/// The request body's progress: bytes received, whether it is complete, whether it is waiting for the
+/// client. The body is streamed by the upstream connection's task while the request path waits for the
+/// response, so this is shared; it is made only for requests that have a body, so a plain GET allocates
+/// nothing.
 #[derive(Debug, Default)]
-pub struct BytesIn(Option<Arc<AtomicU64>>);
+pub struct BytesIn(Option<Arc<BodyProgress>>);
 
 impl BytesIn {
-    /// The counter a request body adds to.
-    pub fn counter(&mut self) -> Arc<AtomicU64> {
+    /// The progress a request body reports to.
+    pub fn progress(&mut self) -> Arc<BodyProgress> {
         self.0.get_or_insert_with(Default::default).clone()
     }
 
+    /// The progress, if the request has a body that is being forwarded.
+    pub fn current(&self) -> Option<Arc<BodyProgress>> {
+        self.0.clone()
+    }
+
     pub fn get(&self) -> u64 {
-        self.0.as_ref().map_or(0, |c| c.load(Relaxed))
+        self.0.as_ref().map_or(0, |c| c.bytes())
     }
 
     /// Bytes that went up a tunnel, counted by the tunnel itself.
     pub fn add(&mut self, n: u64) {
-        self.counter().fetch_add(n, Relaxed);
+        self.progress().add(n);
+    }
+}
+
+/// How far a request body has come. The response clock starts when it is complete (a slow upload is not
+/// the server's delay), and a body that stops coming is the client's fault only if it stopped at the client.
+#[derive(Debug, Default)]
+pub struct BodyProgress {
+    bytes: AtomicU64,
+    complete: AtomicBool,
+    /// The body's last poll found nothing from the client yet.
+    waiting_on_client: AtomicBool,
+    completed: Notify,
+}
+
+impl BodyProgress {
+    pub fn add(&self, n: u64) {
+        self.bytes.fetch_add(n, Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
+    }
+
+    pub fn waiting_on_client(&self, waiting: bool) {
+        if self.waiting_on_client.load(Relaxed) != waiting {
+            self.waiting_on_client.store(waiting, Relaxed);
+        }
+    }
+
+    pub fn is_waiting_on_client(&self) -> bool {
+        self.waiting_on_client.load(Relaxed)
+    }
+
+    /// The body ended (completely, or cut).
+    pub fn complete(&self) {
+        if !self.complete.swap(true, Relaxed) {
+            self.completed.notify_one();
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Relaxed)
+    }
+
+    /// Resolves when the body has ended.
+    pub async fn completed(&self) {
+        if !self.is_complete() {
+            self.completed.notified().await;
+        }
     }
 }
 
@@ -207,6 +265,8 @@ pub enum ErrorKind {
     ClientBody,
     /// The client went away before its request body was complete.
     ClientGone,
+    /// The client stopped sending its request body for body_timeout.
+    BodyTimeout,
     NoServer,
     Connect,
     Upstream,
@@ -241,6 +301,8 @@ pub struct PendingUpgrade {
     pub upstream: OnUpgrade,
     /// The server's in-flight unit, held while the tunnel is open (least_conn sees long-lived sockets).
     pub in_flight: InFlight,
+    /// The tunnel is closed after this long with no bytes either way.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// A request's id: unique within the process, random across processes; 32 hex digits when shown.
@@ -324,8 +386,25 @@ mod tests {
         let mut b = BytesIn::default();
         assert_eq!(b.get(), 0);
         assert!(b.0.is_none());
-        b.counter().fetch_add(5, Relaxed);
+        b.progress().add(5);
         b.add(2);
         assert_eq!(b.get(), 7);
+    }
+
+    #[tokio::test]
+    async fn body_progress_wakes_who_waits_for_its_end() {
+        let p = Arc::new(BodyProgress::default());
+        let waiter = {
+            let p = p.clone();
+            tokio::spawn(async move { p.completed().await })
+        };
+        tokio::task::yield_now().await;
+        p.complete();
+        p.complete();
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        p.completed().await; // already complete: at once
     }
 }

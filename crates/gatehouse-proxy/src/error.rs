@@ -26,6 +26,9 @@ pub enum ProxyError {
     /// a malformed body): the client's fault, never counted against the server.
     #[error("the client's request body failed: {0}")]
     ClientBody(hyper::Error),
+    /// The client sent nothing of its request body for body_timeout.
+    #[error("the client sent nothing of its request body for body_timeout")]
+    BodyTimeout,
     /// The client closed its connection before its request body was complete.
     #[error("the client went away before its request body was complete: {0}")]
     ClientGone(hyper::Error),
@@ -63,6 +66,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
             ProxyError::ClientBody(_) => ErrorKind::ClientBody,
             ProxyError::ClientGone(_) => ErrorKind::ClientGone,
+            ProxyError::BodyTimeout => ErrorKind::BodyTimeout,
             ProxyError::NoServer(_) => ErrorKind::NoServer,
             ProxyError::Connect { .. } => ErrorKind::Connect,
             ProxyError::Upstream { .. } | ProxyError::BadUpstream { .. } => ErrorKind::Upstream,
@@ -80,6 +84,7 @@ impl ProxyError {
             ErrorKind::BadRequest | ErrorKind::ClientBody | ErrorKind::ClientGone => {
                 StatusCode::BAD_REQUEST
             }
+            ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::NoServer => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Connect | ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -94,7 +99,10 @@ impl ProxyError {
         );
         if matches!(
             kind,
-            ErrorKind::BadRequest | ErrorKind::ClientBody | ErrorKind::ClientGone
+            ErrorKind::BadRequest
+                | ErrorKind::ClientBody
+                | ErrorKind::ClientGone
+                | ErrorKind::BodyTimeout
         ) {
             // After a malformed or ambiguous request the byte stream cannot be trusted: close it.
             resp.headers_mut()

@@ -27,10 +27,6 @@ impl Exchange {
         }
     }
 
-    pub fn snapshot(&self) -> &Arc<Snapshot> {
-        &self.snapshot
-    }
-
     pub fn ctx(&self) -> &RequestCtx {
         &self.ctx
     }
@@ -147,7 +143,11 @@ mod tests {
     #[tokio::test]
     async fn the_client_body_reports_after_its_last_byte_with_the_count() {
         let e = Arc::new(Ends::default());
-        let body = ClientBody::new(ResponseBody::full("hello".into()), Some(exchange(&e)));
+        let body = ClientBody::new(
+            ResponseBody::full("hello".into()),
+            Some(exchange(&e)),
+            false,
+        );
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"hello");
         assert_eq!(ends(&e), [(EndReason::Complete, 5)]);
@@ -156,12 +156,27 @@ mod tests {
         drop(ClientBody::new(
             ResponseBody::full("hello".into()),
             Some(exchange(&e)),
+            false,
         ));
-        // Empty from the start (204, HEAD): hyper never polls it, and it is complete.
-        drop(ClientBody::new(ResponseBody::empty(), Some(exchange(&e))));
+        // Empty from the start: hyper never polls it, and it is complete.
+        drop(ClientBody::new(
+            ResponseBody::empty(),
+            Some(exchange(&e)),
+            false,
+        ));
+        // An answer to HEAD (or a 204/304) has no body on the wire, whatever the body holds.
+        drop(ClientBody::new(
+            ResponseBody::full("404 Not Found\n".into()),
+            Some(exchange(&e)),
+            true,
+        ));
         assert_eq!(
             ends(&e)[1..],
-            [(EndReason::ClientAbort, 0), (EndReason::Complete, 0)]
+            [
+                (EndReason::ClientAbort, 0),
+                (EndReason::Complete, 0),
+                (EndReason::Complete, 0)
+            ]
         );
     }
 }

@@ -6,8 +6,8 @@
 //! the listeners that are gone. Requests already running keep the snapshot they loaded.
 
 use crate::conn::Tracker;
-use crate::listener::set::{Bound, Diff, ListenerSet, Wanted};
-use crate::listener::{self, ListenerContext};
+use crate::listener::set::{Bound, Diff, Kind, ListenerSet, Wanted};
+use crate::listener::{self, Limit, ListenerContext, ListenerSettings};
 use crate::prepare::{prepare, Prepared};
 use crate::snapshot::{Observer, Registries, Snapshot};
 use arc_swap::ArcSwap;
@@ -31,6 +31,8 @@ pub struct Proxy {
     apply_lock: Mutex<()>,
     /// The worker runtimes that run accept loops and connections.
     workers: Vec<tokio::runtime::Handle>,
+    /// Each worker's connection limit, shared by its accept loops (`max_connections_per_worker`).
+    worker_limits: Vec<Arc<Limit>>,
 }
 
 /// Why a config could not be applied; nothing changed.
@@ -72,6 +74,11 @@ impl Proxy {
             return Err(std::io::Error::other("no worker runtime").into());
         }
         let registries = Registries::new(workers.len(), observer).map_err(std::io::Error::other)?;
+        let per_worker = match config.server.max_connections_per_worker {
+            0 => listener::default_worker_limit(workers.len()),
+            n => n,
+        };
+        tracing::debug!(per_worker, "connections per worker at most");
         let prepared = prepare(config, &registries)?;
         let (shutdown, _) = watch::channel(false);
         let Prepared { snapshot, certs } = prepared;
@@ -85,6 +92,10 @@ impl Proxy {
             listeners: Mutex::new(ListenerSet::default()),
             apply_lock: Mutex::new(()),
             workers: workers.to_vec(),
+            worker_limits: workers
+                .iter()
+                .map(|_| Arc::new(Limit::new("max_connections_per_worker", per_worker)))
+                .collect(),
         });
         let wanted = Wanted::all(&proxy.snapshot.load().config);
         let opened = proxy.open_listeners(&wanted)?;
@@ -111,9 +122,20 @@ impl Proxy {
         let Diff {
             open,
             close,
-            changed,
+            renamed,
+            respawn,
         } = self.lock_listeners().diff(&wanted);
         let opened = self.open_listeners(&open)?;
+        // Listeners that serve something else now: new accept loops on the same socket, started before the
+        // swap; the old ones stop after it (each connection is served as the kind its loop had).
+        let mut respawned = Vec::new();
+        for w in &respawn {
+            let socket = self
+                .lock_listeners()
+                .socket(w.bind)
+                .ok_or_else(|| std::io::Error::other(format!("listener {:?} is gone", w.name)))??;
+            respawned.push((w, self.spawn_loops(w, &socket)?));
+        }
 
         let generation = self.generation.load(Relaxed) + 1;
         self.generation.store(generation, Relaxed);
@@ -136,8 +158,12 @@ impl Proxy {
                 report.listeners_removed.push(bind);
             }
         }
-        for w in &changed {
-            set.update(w);
+        for w in &renamed {
+            set.rename(w);
+        }
+        for (w, stop) in respawned {
+            tracing::info!(listener = %w.name, addr = %w.bind, kind = ?w.kind, "listener settings changed: new connections get them");
+            set.replace_loops(w, stop);
         }
         Ok(report)
     }
@@ -212,34 +238,61 @@ impl Proxy {
             sockets.push((w, std_listener));
         }
         let mut out = Vec::new();
-        for (w, std_listener) in sockets {
-            let local = std_listener.local_addr()?;
-            let (stop, stop_rx) = watch::channel(false);
-            let ctx = Arc::new(ListenerContext {
-                bind: w.bind,
-                snapshot: self.snapshot.clone(),
-                tracker: self.tracker.clone(),
-                shutdown: self.shutdown.subscribe(),
-            });
-            // One accept loop per worker, all on the same socket (each worker's epoll gets the readiness;
-            // whoever accepts first serves the connection).
-            for worker in &self.workers {
-                let socket = std_listener.try_clone()?;
-                let (ctx, stop_rx) = (ctx.clone(), stop_rx.clone());
-                worker.spawn(async move {
-                    match tokio::net::TcpListener::from_std(socket) {
-                        Ok(l) => listener::accept_loop(l, ctx, stop_rx).await,
-                        Err(e) => tracing::error!(%local, error = %e, "cannot register listener with a worker"),
-                    }
-                });
-            }
+        for (w, socket) in sockets {
+            let local = socket.local_addr()?;
+            let stop = self.spawn_loops(w, &socket)?;
             out.push(Bound {
                 wanted: w.clone(),
                 local,
+                socket,
                 stop,
             });
         }
         Ok(out)
+    }
+
+    /// Starts one accept loop per worker on `socket`, serving what `w` says; the sender stops them.
+    fn spawn_loops(
+        &self,
+        w: &Wanted,
+        socket: &std::net::TcpListener,
+    ) -> std::io::Result<watch::Sender<bool>> {
+        let local = socket.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let tls = match w.kind {
+            Kind::Http => None,
+            Kind::Tls(gatehouse_config::TlsVersion::Tls12) => {
+                Some(self.registries.tls.tls12.clone())
+            }
+            Kind::Tls(gatehouse_config::TlsVersion::Tls13) => {
+                Some(self.registries.tls.tls13.clone())
+            }
+        };
+        let ctx = Arc::new(ListenerContext {
+            settings: ListenerSettings {
+                name: w.name.as_str().into(),
+                tls,
+                proxy_protocol: w.proxy_protocol,
+            },
+            snapshot: self.snapshot.clone(),
+            tracker: self.tracker.clone(),
+            shutdown: self.shutdown.subscribe(),
+            limit: (w.max_connections > 0)
+                .then(|| Limit::new("max_connections", w.max_connections)),
+        });
+        // One accept loop per worker, all on the same socket (each worker's epoll gets the readiness;
+        // whoever accepts first serves the connection).
+        for (worker, limit) in self.workers.iter().zip(&self.worker_limits) {
+            let socket = socket.try_clone()?;
+            let (ctx, stop_rx, limit) = (ctx.clone(), stop_rx.clone(), limit.clone());
+            worker.spawn(async move {
+                match tokio::net::TcpListener::from_std(socket) {
+                    Ok(l) => listener::accept_loop(l, ctx, limit, stop_rx).await,
+                    Err(e) => tracing::error!(%local, error = %e, "cannot register listener with a worker"),
+                }
+            });
+        }
+        Ok(stop)
     }
 }
 

@@ -18,7 +18,13 @@ pub type Fallback =
 pub struct Http01Tokens {
     tokens: ArcSwap<HashMap<String, String>>,
     fallback: ArcSwap<Option<Fallback>>,
+    /// Fallback look-ups running now: any client can ask for a made-up token, so at most
+    /// [`MAX_FALLBACK_LOOKUPS`] go to the shared store at once; beyond them a token is simply not found.
+    lookups: std::sync::atomic::AtomicUsize,
 }
+
+/// Concurrent shared-store look-ups for tokens this node does not hold (a CA validates a name a few times).
+pub const MAX_FALLBACK_LOOKUPS: usize = 8;
 
 impl std::fmt::Debug for Http01Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,12 +69,22 @@ impl Http01Tokens {
         {
             return None;
         }
-        let lookup = self
-            .fallback
-            .load()
-            .as_ref()
-            .as_ref()
-            .map(|f| f(token.to_string()))?;
-        lookup.await
+        use std::sync::atomic::Ordering::Relaxed;
+        let fallback = self.fallback.load().as_ref().clone()?;
+        if self.lookups.fetch_add(1, Relaxed) >= MAX_FALLBACK_LOOKUPS {
+            self.lookups.fetch_sub(1, Relaxed);
+            return None;
+        }
+        let _slot = Release(&self.lookups);
+        fallback(token.to_string()).await
+    }
+}
+
+/// Gives a look-up slot back, whether the look-up finished or was dropped (timed out).
+struct Release<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -23,10 +23,6 @@ impl FileStorage {
         Ok(s)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
         let ok = !key.is_empty()
             && key

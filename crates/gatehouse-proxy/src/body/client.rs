@@ -13,11 +13,18 @@ pub struct ClientBody<B: Body = ResponseBody> {
     inner: B,
     /// `None` once reported, or for a 101 whose exchange went with the tunnel.
     exchange: Option<Exchange>,
+    /// The response has no body on the wire (HEAD, 1xx, 204, 304): hyper never polls it.
+    bodiless: bool,
 }
 
 impl<B: Body> ClientBody<B> {
-    pub fn new(inner: B, exchange: Option<Exchange>) -> Self {
-        ClientBody { inner, exchange }
+    /// `bodiless`: the answer carries no body whatever `inner` holds (a HEAD request, 1xx, 204, 304).
+    pub fn new(inner: B, exchange: Option<Exchange>, bodiless: bool) -> Self {
+        ClientBody {
+            inner,
+            exchange,
+            bodiless,
+        }
     }
 
     fn end(&mut self, reason: EndReason) {
@@ -67,10 +74,11 @@ where
 
 impl<B: Body> Drop for ClientBody<B> {
     fn drop(&mut self) {
-        // Not ended by poll_frame. hyper does not poll a body that is empty from the start (204, 304, HEAD,
-        // Content-Length: 0): such an exchange is complete. Any other still here means the client went away
-        // mid-body, which the exchange's own drop reports.
-        if self.inner.is_end_stream() {
+        // Not ended by poll_frame. hyper does not poll a body that is empty from the start (Content-Length: 0),
+        // nor any body of an answer that has none on the wire (HEAD, 1xx, 204, 304): such an exchange is
+        // complete. Any other still here means the client went away mid-body, which the exchange's own drop
+        // reports.
+        if self.bodiless || self.inner.is_end_stream() {
             self.end(EndReason::Complete);
         }
     }

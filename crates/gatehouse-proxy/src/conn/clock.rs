@@ -5,9 +5,13 @@
 //! * *idle*: no request in flight and no bytes since the last one ended;
 //! * *head*: bytes of a request arrived, but no complete head yet (slowloris).
 //!
-//! Three events move them, each one atomic store: the client socket saw the first bytes of a head
-//! ([`Clock::head_bytes`], from the listener's socket wrapper), a request started ([`ActiveRequest::new`]),
-//! a request ended (its guard dropped). [`Timeouts::check`] reads them.
+//! A third clock runs while a request is in flight: *send* — a write to the client has been waiting for the
+//! client to read for `send_timeout` (nginx's `send_timeout`): the client is cut.
+//!
+//! These events move them, each one atomic store: the client socket saw the first bytes of a head
+//! ([`Clock::head_bytes`], from the listener's socket wrapper), a write to the client could not proceed or
+//! did ([`Clock::write_blocked`], [`Clock::write_moved`]), a request started ([`ActiveRequest::new`]), a request
+//! ended (its guard dropped). [`Timeouts::check`] reads them.
 
 use super::Conn;
 use gatehouse_balance::now_ms;
@@ -23,8 +27,10 @@ pub struct Clock {
     last_done_ms: AtomicU64,
     /// When bytes of a not yet complete request head started to arrive; 0 = none pending.
     head_started_ms: AtomicU64,
-    /// Requests started on this connection (lets the head scanner tell heads from bodies).
+    /// Requests started on this connection.
     started: AtomicU32,
+    /// Since when a write to the client has been waiting for the client to read; 0 = not blocked.
+    write_blocked_ms: AtomicU64,
 }
 
 impl Default for Clock {
@@ -40,6 +46,21 @@ impl Clock {
             last_done_ms: AtomicU64::new(now_ms()),
             head_started_ms: AtomicU64::new(0),
             started: AtomicU32::new(0),
+            write_blocked_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A write to the client could not proceed (its socket buffer is full: the client is not reading).
+    pub fn write_blocked(&self) {
+        if self.write_blocked_ms.load(Relaxed) == 0 {
+            self.write_blocked_ms.store(now_ms(), Relaxed);
+        }
+    }
+
+    /// A write to the client proceeded.
+    pub fn write_moved(&self) {
+        if self.write_blocked_ms.load(Relaxed) != 0 {
+            self.write_blocked_ms.store(0, Relaxed);
         }
     }
 
@@ -88,11 +109,12 @@ impl Drop for ActiveRequest {
     }
 }
 
-/// The two client-side limits of a connection, in milliseconds.
+/// The client-side limits of a connection, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     idle_ms: u64,
     head_ms: u64,
+    send_ms: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -103,13 +125,16 @@ pub enum Verdict {
     Idle,
     /// A request head started arriving header_read_timeout ago and is still incomplete.
     SlowHead,
+    /// The client has not read what was written to it for send_timeout.
+    SlowReader,
 }
 
 impl Timeouts {
-    pub fn new(idle: Duration, head: Duration) -> Self {
+    pub fn new(idle: Duration, head: Duration, send: Duration) -> Self {
         Timeouts {
             idle_ms: idle.as_millis() as u64,
             head_ms: head.as_millis() as u64,
+            send_ms: send.as_millis() as u64,
         }
     }
 
@@ -122,12 +147,22 @@ impl Timeouts {
     }
 
     pub fn first_check(&self) -> Duration {
-        Duration::from_millis(self.idle_ms.min(self.head_ms).max(1))
+        Duration::from_millis(self.idle_ms.min(self.head_ms).min(self.send_ms).max(1))
     }
 
     pub fn check(&self, clock: &Clock, now: u64) -> Verdict {
+        let blocked = clock.write_blocked_ms.load(Relaxed);
+        let send_wait = if blocked != 0 {
+            let waited = now.saturating_sub(blocked);
+            if waited >= self.send_ms {
+                return Verdict::SlowReader;
+            }
+            self.send_ms - waited
+        } else {
+            self.send_ms
+        };
         if clock.busy() {
-            return Verdict::Wait(self.idle_ms.min(self.head_ms).max(10));
+            return Verdict::Wait(self.idle_ms.min(self.head_ms).min(send_wait).max(10));
         }
         let head = clock.head_started_ms.load(Relaxed);
         if head != 0 {
@@ -167,7 +202,11 @@ mod tests {
 
     #[test]
     fn idle_and_slow_head_clocks() {
-        let t = Timeouts::new(Duration::from_secs(65), Duration::from_secs(30));
+        let t = Timeouts::new(
+            Duration::from_secs(65),
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        );
         let c = conn();
         let clock = &c.clock;
         let start = clock.last_done_ms.load(Relaxed);
@@ -193,6 +232,25 @@ mod tests {
             "never while a request runs"
         );
         assert_eq!(busy.conn().clock.started(), 1);
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_a_slow_reader_even_mid_request() {
+        let t = Timeouts::new(
+            Duration::from_secs(65),
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+        );
+        let c = conn();
+        let _busy = ActiveRequest::new(c.clone());
+        c.clock.write_blocked_ms.store(1000, Relaxed);
+        assert_eq!(t.check(&c.clock, 3000), Verdict::Wait(3000));
+        assert_eq!(t.check(&c.clock, 6000), Verdict::SlowReader);
+        c.clock.write_moved();
+        assert!(
+            matches!(t.check(&c.clock, 6000), Verdict::Wait(_)),
+            "a write that moved resets it"
+        );
     }
 
     #[test]

@@ -8,16 +8,29 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Set when the head being served had both framing headers.
 #[derive(Debug, Default)]
-pub struct FramingFlag(AtomicBool);
+pub struct FramingFlag {
+    ambiguous: AtomicBool,
+    /// The connection became a tunnel: its bytes are no longer HTTP.
+    tunnel: AtomicBool,
+}
 
 impl FramingFlag {
     pub fn mark(&self) {
-        self.0.store(true, Relaxed);
+        self.ambiguous.store(true, Relaxed);
     }
 
     /// Whether the flag was set, clearing it (one request reads it).
     pub fn take(&self) -> bool {
-        self.0.load(Relaxed) && self.0.swap(false, Relaxed)
+        self.ambiguous.load(Relaxed) && self.ambiguous.swap(false, Relaxed)
+    }
+
+    /// The connection was upgraded: stop scanning its bytes for heads.
+    pub fn tunnel(&self) {
+        self.tunnel.store(true, Relaxed);
+    }
+
+    pub fn is_tunnel(&self) -> bool {
+        self.tunnel.load(Relaxed)
     }
 }
 

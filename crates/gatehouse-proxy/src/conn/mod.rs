@@ -24,15 +24,27 @@ pub struct Conn {
     pub clock: Clock,
     pub framing: FramingFlag,
     _open: TrackGuard,
+    /// Whatever else must be held while the connection lives (its units of connection limits).
+    _held: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl Conn {
     pub fn new(peer: Peer, open: TrackGuard) -> Self {
+        Self::holding(peer, open, Box::new(()))
+    }
+
+    /// A connection that also holds `held` until its last user lets go.
+    pub fn holding(
+        peer: Peer,
+        open: TrackGuard,
+        held: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
         Conn {
             peer,
             clock: Clock::new(),
             framing: FramingFlag::default(),
             _open: open,
+            _held: held,
         }
     }
 }

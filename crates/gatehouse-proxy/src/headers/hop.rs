@@ -50,8 +50,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         for value in &named {
             let Ok(list) = value.to_str() else { continue };
             for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                let protected = PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name));
-                if !protected && !(upgrade && name.eq_ignore_ascii_case("upgrade")) {
+                let protected = PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name))
+                    || (upgrade && name.eq_ignore_ascii_case("upgrade"));
+                if !protected {
                     headers.remove(name);
                 }
             }
@@ -118,7 +119,9 @@ pub fn switched_to_offered(response: &HeaderMap, offered: &HeaderMap) -> bool {
     let offered: Vec<String> = upgrade_names(offered).collect();
     let mut chosen = upgrade_names(response);
     match (chosen.next(), chosen.next()) {
-        (Some(c), None) => offered.iter().any(|o| *o == c || allows(&c, o) || allows(o, &c)),
+        (Some(c), None) => offered
+            .iter()
+            .any(|o| *o == c || allows(&c, o) || allows(o, &c)),
         _ => false,
     }
 }
@@ -194,7 +197,10 @@ mod tests {
         let mut h = map(&[("upgrade", "h2c")]);
         assert!(!allow_upgrade(&mut h, &allowed));
         let sent = map(&[("upgrade", "websocket")]);
-        assert!(switched_to_offered(&map(&[("upgrade", "WebSocket")]), &sent));
+        assert!(switched_to_offered(
+            &map(&[("upgrade", "WebSocket")]),
+            &sent
+        ));
         assert!(!switched_to_offered(&map(&[("upgrade", "h2c")]), &sent));
         assert!(!switched_to_offered(&map(&[]), &sent));
     }

@@ -95,7 +95,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         let new = &buf.filled()[before..];
-        if !new.is_empty() && !this.h2 && !this.conn.clock.busy() {
+        if !new.is_empty() && !this.h2 && !this.conn.clock.busy() && !this.conn.framing.is_tunnel()
+        {
             this.conn.clock.head_bytes();
             if this.scan.ambiguous_in(new, this.conn.clock.started()) {
                 this.conn.framing.mark();
@@ -105,13 +106,27 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     }
 }
 
+/// Notes on the connection's send clock whether a write could proceed (the watchdog cuts a client that
+/// reads nothing for `send_timeout`).
+fn note<T>(clock: &crate::conn::Clock, r: Poll<T>) -> Poll<T> {
+    match &r {
+        Poll::Pending => clock.write_blocked(),
+        Poll::Ready(_) => clock.write_moved(),
+    }
+    r
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        note(
+            &this.conn.clock,
+            Pin::new(&mut this.inner).poll_write(cx, buf),
+        )
     }
 
     fn poll_write_vectored(
@@ -119,7 +134,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        note(
+            &this.conn.clock,
+            Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        )
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -127,7 +146,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        note(&this.conn.clock, Pin::new(&mut this.inner).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -14,11 +14,13 @@ pub mod set;
 use crate::conn::Tracker;
 use crate::Snapshot;
 use arc_swap::ArcSwap;
+use gatehouse_balance::now_ms;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// Binds a listening socket. SO_REUSEADDR lets a restarted Gatehouse bind at once over TIME_WAIT sockets.
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -34,29 +36,95 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// What a listener's accept loops serve, fixed for their life (see [`set`]).
+#[derive(Debug)]
+pub struct ListenerSettings {
+    pub name: Arc<str>,
+    /// `None` for plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// A PROXY protocol header comes first.
+    pub proxy_protocol: bool,
+}
+
 /// What an accept loop shares with the rest of the proxy.
 #[derive(Debug)]
 pub struct ListenerContext {
-    /// The bind address as configured: the key of this listener's settings in the snapshot.
-    pub bind: SocketAddr,
+    pub settings: ListenerSettings,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub tracker: Arc<Tracker>,
     pub shutdown: watch::Receiver<bool>,
+    /// The listener's own connection limit (all workers), if it has one.
+    pub limit: Option<Limit>,
 }
 
-/// Accepts until `stop` turns true (listener removed by a reload, or shutdown).
+/// A cap on open connections: beyond it, accepting stops (the kernel keeps new connections in the listen
+/// backlog) until one closes. Reaching it is logged at most once a minute.
+#[derive(Debug)]
+pub struct Limit {
+    what: &'static str,
+    max: usize,
+    permits: Arc<Semaphore>,
+    logged_ms: AtomicU64,
+}
+
+impl Limit {
+    pub fn new(what: &'static str, max: usize) -> Self {
+        Limit {
+            what,
+            max,
+            permits: Arc::new(Semaphore::new(max)),
+            logged_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A unit of the limit, waiting (not accepting) while none is free.
+    async fn acquire(&self, listener: &str) -> Option<OwnedSemaphorePermit> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        let now = now_ms();
+        let last = self.logged_ms.load(Relaxed);
+        if last == 0 || now.saturating_sub(last) >= 60_000 {
+            self.logged_ms.store(now, Relaxed);
+            tracing::warn!(listener, limit = self.what, max = self.max, "connection limit reached: new connections wait until one closes (logged once a minute)");
+        }
+        self.permits.clone().acquire_owned().await.ok()
+    }
+}
+
+/// The units of every limit a connection counts against, released when its last holder lets it go.
+#[derive(Debug, Default)]
+pub struct Permits(Vec<OwnedSemaphorePermit>);
+
+/// Accepts until `stop` turns true (listener removed or replaced by a reload, or shutdown). `worker` is the
+/// worker's own connection limit, shared by all its listeners.
 pub async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ListenerContext>,
+    worker: Arc<Limit>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        // Units of the limits first: beyond either, stop accepting.
+        let units = async {
+            let mut permits = Permits::default();
+            permits.0.extend(worker.acquire(&ctx.settings.name).await);
+            if let Some(limit) = &ctx.limit {
+                permits.0.extend(limit.acquire(&ctx.settings.name).await);
+            }
+            permits
+        };
+        let permits = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            p = units => p,
+        };
         tokio::select! {
             biased;
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(serve::serve_connection(stream, peer, ctx.clone()));
+                    tokio::spawn(serve::serve_connection(stream, peer, ctx.clone(), permits));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
@@ -66,4 +134,19 @@ pub async fn accept_loop(
             },
         }
     }
+}
+
+/// The default per-worker connection limit: half the open-file limit (each proxied connection may need an
+/// upstream one too), shared by the workers, at least 1024.
+pub fn default_worker_limit(workers: usize) -> usize {
+    let nofile = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .unwrap_or(1024);
+    (nofile.saturating_sub(64) / 2 / workers.max(1)).max(1024)
 }

@@ -2,7 +2,8 @@
 //! (the first bytes on plain listeners, ALPN over TLS), then hyper's server for that protocol (HTTP/1.1 with
 //! upgrades) beside the connection's watchdog. The watchdog closes keep-alive connections idle for
 //! `idle_timeout`, drops clients that take longer than `header_read_timeout` to send a request head
-//! (slowloris), and starts a graceful close when the proxy shuts down.
+//! (slowloris) or that read nothing of a response for `send_timeout` (slow readers), and starts a graceful
+//! close when the proxy shuts down.
 //!
 //! What a connection reads from the snapshot *once*, when accepted: its listener's TLS settings, hyper's
 //! protocol settings and the two client timeouts. What it reads *per request*: everything else (the request
@@ -10,7 +11,7 @@
 //! keep-alive connection).
 
 use super::client_io::ClientIo;
-use super::ListenerContext;
+use super::{ListenerContext, Permits};
 use crate::conn::{Conn, Peer, Timeouts, TlsFacts, Verdict};
 use crate::phases;
 use gatehouse_balance::now_ms;
@@ -22,29 +23,38 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-pub async fn serve_connection(stream: TcpStream, addr: SocketAddr, ctx: Arc<ListenerContext>) {
+pub async fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    permits: Permits,
+) {
     let open = ctx.tracker.open();
     let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
-    let (protocols, listener) = {
+    let protocols = {
         let snap = ctx.snapshot.load();
-        let protocols = Protocols {
+        Protocols {
             http1: snap.http1.clone(),
             http2: snap.http2.clone(),
-            timeouts: Timeouts::new(snap.idle_timeout, snap.header_read_timeout),
-        };
-        let listener = snap
-            .listeners
-            .get(&ctx.bind)
-            .map(|l| (l.name.clone(), l.tls.clone()));
-        (protocols, listener)
+            timeouts: Timeouts::new(
+                snap.idle_timeout,
+                snap.header_read_timeout,
+                snap.send_timeout,
+            ),
+        }
     };
-    // Removed by a reload between the accept and now: its accept loop is stopping.
-    let Some((name, tls)) = listener else { return };
+    // The listener's own settings, fixed when its accept loops started: never another kind's.
+    let name = ctx.settings.name.clone();
     let timeouts = protocols.timeouts;
-    match tls {
+    let held: Box<dyn std::any::Any + Send + Sync> = Box::new(permits);
+    match ctx.settings.tls.clone() {
         None => {
-            let conn = Arc::new(Conn::new(Peer::new(addr, name, None, accepted), open));
+            let conn = Arc::new(Conn::holding(
+                Peer::new(addr, name, None, accepted),
+                open,
+                held,
+            ));
             // A client that connects and sends nothing is idle: it gets idle_timeout to start.
             match tokio::time::timeout(timeouts.idle(), ClientIo::accept(stream, conn.clone()))
                 .await
@@ -173,6 +183,10 @@ async fn drive<C>(
                 }
                 Verdict::SlowHead => {
                     tracing::debug!(%peer, "request head not received within header_read_timeout; closing");
+                    break;
+                }
+                Verdict::SlowReader => {
+                    tracing::debug!(%peer, "the client read nothing for send_timeout; closing");
                     break;
                 }
             },

@@ -3,8 +3,13 @@
 //! A listener is identified by its configured bind address (which may say port 0; `local` has the real one).
 //! Its kind says what it serves; plain HTTP and TLS today, L4 streams and the admin API are kinds to come, so
 //! that every kind's reload diff is this one.
+//!
+//! What a listener serves is fixed for the life of its accept loops: a connection's kind (TLS or not), its
+//! limit and its PROXY header expectation come from the loop that accepted it, never from whichever snapshot
+//! is current. A reload that changes them starts new loops on the same socket before the swap and stops the
+//! old ones after it, so no connection is ever served as the other kind (a TLS port never answers plaintext).
 
-use gatehouse_config::Config;
+use gatehouse_config::{Config, TlsVersion};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tokio::sync::watch;
@@ -14,8 +19,8 @@ use tokio::sync::watch;
 pub enum Kind {
     /// Plain HTTP/1.1 and h2c.
     Http,
-    /// TLS, then HTTP/1.1 or h2 by ALPN.
-    Tls,
+    /// TLS (with this lowest version), then HTTP/1.1 or h2 by ALPN.
+    Tls(TlsVersion),
 }
 
 /// A listener a config asks for.
@@ -24,6 +29,10 @@ pub struct Wanted {
     pub bind: SocketAddr,
     pub name: String,
     pub kind: Kind,
+    /// Client connections at once, all workers together; 0 = no limit of its own.
+    pub max_connections: usize,
+    /// A PROXY protocol header comes first.
+    pub proxy_protocol: bool,
 }
 
 impl Wanted {
@@ -35,13 +44,18 @@ impl Wanted {
             .map(|l| Wanted {
                 bind: l.bind,
                 name: l.name.clone(),
-                kind: if l.tls.is_some() {
-                    Kind::Tls
-                } else {
-                    Kind::Http
-                },
+                kind: l.tls.map_or(Kind::Http, Kind::Tls),
+                max_connections: l.max_connections,
+                proxy_protocol: l.proxy_protocol,
             })
             .collect()
+    }
+
+    /// Whether a kept socket can go on with its accept loops (only the name differs), or needs new ones.
+    pub fn same_loops(&self, other: &Wanted) -> bool {
+        self.kind == other.kind
+            && self.max_connections == other.max_connections
+            && self.proxy_protocol == other.proxy_protocol
     }
 }
 
@@ -52,8 +66,11 @@ pub struct Diff {
     pub open: Vec<Wanted>,
     /// Bind addresses no longer wanted: their accept loops stop after the swap; open connections finish.
     pub close: Vec<SocketAddr>,
-    /// Same bind address, another name or kind: the socket is kept, the new settings apply with the snapshot.
-    pub changed: Vec<Wanted>,
+    /// Same bind address, another name only: the socket and its accept loops are kept.
+    pub renamed: Vec<Wanted>,
+    /// Same bind address, another kind, limit or PROXY setting: the socket is kept, new accept loops start on
+    /// it before the swap, the old ones stop after it.
+    pub respawn: Vec<Wanted>,
 }
 
 /// One open listening socket.
@@ -61,6 +78,8 @@ pub struct Diff {
 pub struct Bound {
     pub wanted: Wanted,
     pub local: SocketAddr,
+    /// Kept to start new accept loops on (a reload that changes what the listener serves).
+    pub socket: std::net::TcpListener,
     /// Tells the listener's accept loops to stop.
     pub stop: watch::Sender<bool>,
 }
@@ -77,7 +96,8 @@ impl ListenerSet {
         for w in wanted {
             match self.bound.get(&w.bind) {
                 None => d.open.push(w.clone()),
-                Some(b) if b.wanted != *w => d.changed.push(w.clone()),
+                Some(b) if !b.wanted.same_loops(w) => d.respawn.push(w.clone()),
+                Some(b) if b.wanted != *w => d.renamed.push(w.clone()),
                 Some(_) => {}
             }
         }
@@ -101,9 +121,23 @@ impl ListenerSet {
         Some(b)
     }
 
-    /// Records a kept listener's new name and kind.
-    pub fn update(&mut self, wanted: &Wanted) {
+    /// Records a kept listener's new name.
+    pub fn rename(&mut self, wanted: &Wanted) {
         if let Some(b) = self.bound.get_mut(&wanted.bind) {
+            b.wanted.name.clone_from(&wanted.name);
+        }
+    }
+
+    /// The socket of the listener at `bind`, to start new accept loops on.
+    pub fn socket(&self, bind: SocketAddr) -> Option<std::io::Result<std::net::TcpListener>> {
+        self.bound.get(&bind).map(|b| b.socket.try_clone())
+    }
+
+    /// Replaces the listener at `bind`'s accept loops (already started) and settings; the old loops stop.
+    pub fn replace_loops(&mut self, wanted: &Wanted, stop: watch::Sender<bool>) {
+        if let Some(b) = self.bound.get_mut(&wanted.bind) {
+            let old = std::mem::replace(&mut b.stop, stop);
+            let _ = old.send(true);
             b.wanted = wanted.clone();
         }
     }
@@ -125,22 +159,31 @@ impl ListenerSet {
 mod tests {
     use super::*;
 
+    const TLS: Kind = Kind::Tls(TlsVersion::Tls12);
+
     fn w(bind: &str, name: &str, kind: Kind) -> Wanted {
         Wanted {
             bind: bind.parse().unwrap(),
             name: name.into(),
             kind,
+            max_connections: 0,
+            proxy_protocol: false,
+        }
+    }
+
+    fn bound(l: &Wanted, stop: watch::Sender<bool>) -> Bound {
+        Bound {
+            wanted: l.clone(),
+            local: l.bind,
+            socket: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            stop,
         }
     }
 
     fn set(listeners: &[Wanted]) -> ListenerSet {
         let mut s = ListenerSet::default();
         for l in listeners {
-            s.insert(Bound {
-                wanted: l.clone(),
-                local: l.bind,
-                stop: watch::channel(false).0,
-            });
+            s.insert(bound(l, watch::channel(false).0));
         }
         s
     }
@@ -149,24 +192,27 @@ mod tests {
     fn diff_opens_closes_and_keeps_by_bind_address() {
         let s = set(&[
             w("127.0.0.1:80", "http", Kind::Http),
-            w("127.0.0.1:443", "https", Kind::Tls),
+            w("127.0.0.1:443", "https", TLS),
             w("127.0.0.1:81", "old", Kind::Http),
         ]);
         let d = s.diff(&[
             w("127.0.0.1:80", "http", Kind::Http),
-            w("127.0.0.1:443", "tls", Kind::Tls),
-            w("127.0.0.1:8443", "new", Kind::Tls),
+            w("127.0.0.1:443", "tls", TLS),
+            w("127.0.0.1:8443", "new", TLS),
         ]);
-        assert_eq!(d.open, [w("127.0.0.1:8443", "new", Kind::Tls)]);
+        assert_eq!(d.open, [w("127.0.0.1:8443", "new", TLS)]);
         assert_eq!(d.close, ["127.0.0.1:81".parse::<SocketAddr>().unwrap()]);
-        assert_eq!(d.changed, [w("127.0.0.1:443", "tls", Kind::Tls)]);
+        assert_eq!(d.renamed, [w("127.0.0.1:443", "tls", TLS)]);
+        assert!(d.respawn.is_empty());
+        let kind_change = s.diff(&[w("127.0.0.1:80", "http", TLS)]);
         assert_eq!(
-            s.diff(&[w("127.0.0.1:80", "http", Kind::Tls)])
-                .changed
-                .len(),
+            kind_change.respawn.len(),
             1,
-            "kind change"
+            "plain → TLS: new accept loops"
         );
+        let mut capped = w("127.0.0.1:80", "http", Kind::Http);
+        capped.max_connections = 10;
+        assert_eq!(s.diff(&[capped]).respawn.len(), 1);
     }
 
     #[test]
@@ -174,11 +220,7 @@ mod tests {
         let mut s = ListenerSet::default();
         let (stop, rx) = watch::channel(false);
         let l = w("127.0.0.1:80", "http", Kind::Http);
-        s.insert(Bound {
-            wanted: l.clone(),
-            local: l.bind,
-            stop,
-        });
+        s.insert(bound(&l, stop));
         assert!(s.close(l.bind).is_some());
         assert!(*rx.borrow());
         assert!(s.local_addrs().is_empty());

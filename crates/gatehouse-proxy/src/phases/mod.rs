@@ -27,7 +27,7 @@ use crate::error::{status_response, ProxyError};
 use crate::exchange::Exchange;
 use crate::layers;
 use crate::snapshot::{ActionRt, PoolRt, Snapshot};
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use route::{RouteMatch, Routed, Step};
 use std::convert::Infallible;
@@ -139,9 +139,22 @@ async fn forward(
     };
     let out = rewrite::request(req, &input, ctx)?;
     // 3b. Choose a server and send, with retries.
-    let sent = send::with_retries(pool, out.req, out.client_upgrade.is_some(), ctx).await?;
+    let sent = send::with_retries(
+        pool,
+        out.req,
+        out.client_upgrade.is_some(),
+        routed.body_timeout,
+        ctx,
+    )
+    .await?;
     // 3c. Rewrite the response.
-    respond::response(pool, sent, out.client_upgrade, ctx)
+    respond::response(
+        pool,
+        sent,
+        out.client_upgrade,
+        found.route.tunnel_idle_timeout,
+        ctx,
+    )
 }
 
 /// A failure becomes its answer: logged once (5xx at warn, 4xx at debug) and recorded in the context.
@@ -164,13 +177,23 @@ fn deliver(mut x: Exchange, resp: Response<ResponseBody>) -> Response<ClientBody
     if ctx.error.is_none() {
         ctx.error = resp.body().error_kind();
     }
+    let bodiless = ctx.method == Method::HEAD || parts_bodiless(resp.status());
     let (parts, body) = resp.into_parts();
     let upgrade = ctx.upgrade.take();
     match upgrade {
         Some(pending) if parts.status == StatusCode::SWITCHING_PROTOCOLS => {
+            // The connection carries tunnel bytes from now on, not HTTP: the head scanner stops.
+            x.ctx().conn().framing.tunnel();
             tunnel::spawn(pending, x);
-            Response::from_parts(parts, ClientBody::new(body, None))
+            Response::from_parts(parts, ClientBody::new(body, None, true))
         }
-        _ => Response::from_parts(parts, ClientBody::new(body, Some(x))),
+        _ => Response::from_parts(parts, ClientBody::new(body, Some(x), bodiless)),
     }
+}
+
+/// Statuses whose answers carry no body (RFC 9110 §6.4.1).
+fn parts_bodiless(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }

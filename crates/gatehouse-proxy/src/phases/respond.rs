@@ -17,6 +17,7 @@ pub fn response(
     pool: &PoolRt,
     sent: Sent<'_>,
     client_upgrade: Option<(OnUpgrade, http::HeaderMap)>,
+    tunnel_idle_timeout: std::time::Duration,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let Sent {
@@ -44,6 +45,7 @@ pub fn response(
             client,
             upstream: hyper::upgrade::on(&mut resp),
             in_flight,
+            idle_timeout: tunnel_idle_timeout,
         });
         let (mut parts, _) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers, true);

@@ -109,7 +109,7 @@ pub fn request(
     }
     set_forwarded_headers(&mut parts.headers, &fwd, host);
     // Count the body only when there is one: a plain GET allocates no counter.
-    let counted = (!body.is_end_stream()).then(|| ctx.bytes_in.counter());
+    let counted = (!body.is_end_stream()).then(|| ctx.bytes_in.progress());
     // What was offered, to check the 101 against (rare: only upgrade requests copy it).
     let client_upgrade = client_upgrade.map(|on| {
         let mut offered = http::HeaderMap::new();

@@ -41,6 +41,8 @@ pub struct Routed<'s> {
     /// The host the request was routed by, as the client wrote it (with its port): what the upstream gets as
     /// Host (or `:authority`). `None` only for an HTTP/1.0 request without a Host.
     pub authority: Option<HeaderValue>,
+    /// How long a request body may send nothing.
+    pub body_timeout: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -119,6 +121,7 @@ pub async fn route<'s, B>(
         found,
         peer_trusted,
         authority,
+        body_timeout: snap.body_timeout,
     }))
 }
 

@@ -8,7 +8,14 @@
 //! it known whether the body was consumed.
 //!
 //! Every try of a server is an [`Attempt`] in the request's context, with its outcome.
+//!
+//! Whose fault a failure is decides whether it counts against the server (`max_fails`): a connect error or
+//! a response that does not come within `response_timeout` *once the request body is complete* is the
+//! server's; a body that stops coming from the client (408 after `body_timeout`), a client that goes away or
+//! sends a malformed body (400), a body over `max_body` (413) are the client's. A slow upload is never a
+//! slow server: the response clock starts when the body has been sent.
 
+use crate::context::BodyProgress;
 use crate::context::{Attempt, Outcome, RequestCtx};
 use crate::error::ProxyError;
 use crate::snapshot::PoolRt;
@@ -19,7 +26,9 @@ use crate::upstream::Upstream;
 use gatehouse_balance::{ip_hash::key_for_ip, now_ms, InFlight, Tried};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use std::time::Instant;
+use hyper::client::conn::TrySendError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A response head from a server, and what it holds.
 #[derive(Debug)]
@@ -36,6 +45,7 @@ pub async fn with_retries<'p>(
     pool: &'p PoolRt,
     mut req: Request<RequestBody>,
     upgrade: bool,
+    body_timeout: Duration,
     ctx: &mut RequestCtx,
 ) -> Result<Sent<'p>, ProxyError> {
     let key = if pool.wants_key() {
@@ -56,7 +66,7 @@ pub async fn with_retries<'p>(
             outcome: Outcome::Pending,
         });
         let in_flight = up.state.acquire();
-        match attempt(pool, up, req, upgrade, ctx).await {
+        match attempt(pool, up, req, upgrade, body_timeout, ctx).await {
             Try::Sent(resp, sender) => {
                 up.state.record_success();
                 ctx.attempts.finish_last(Outcome::Responded);
@@ -88,6 +98,7 @@ pub async fn with_retries<'p>(
                     ProxyError::Timeout { .. } => Outcome::TimedOut,
                     ProxyError::ClientBody(_)
                     | ProxyError::ClientGone(_)
+                    | ProxyError::BodyTimeout
                     | ProxyError::BodyTooLarge => Outcome::ClientFailed,
                     _ => Outcome::Failed,
                 });
@@ -116,12 +127,17 @@ async fn attempt(
     up: &Upstream,
     mut req: Request<RequestBody>,
     upgrade: bool,
+    body_timeout: Duration,
     ctx: &mut RequestCtx,
 ) -> Try {
+    let body = Body {
+        progress: ctx.bytes_in.current(),
+        timeout: body_timeout,
+    };
     if !upgrade {
         while let Some(sender) = up.conns.checkout(pool.idle_timeout) {
             ctx.times.upstream_connected = Some(Instant::now());
-            match send(pool, up, sender, req).await {
+            match send(pool, up, sender, req, &body).await {
                 Try::NotSent(back, _) => req = back,
                 done => return done,
             }
@@ -134,7 +150,7 @@ async fn attempt(
         Ok(sender) => {
             ctx.times.upstream_connected = Some(Instant::now());
             up.conns.share_h2(&sender);
-            send(pool, up, sender, req).await
+            send(pool, up, sender, req, &body).await
         }
         Err(e) => Try::NotSent(
             req,
@@ -146,9 +162,34 @@ async fn attempt(
     }
 }
 
-async fn send(pool: &PoolRt, up: &Upstream, mut sender: Sender, req: Request<RequestBody>) -> Try {
-    match tokio::time::timeout(pool.response_timeout, sender.try_send(req)).await {
-        Err(_) => Try::Failed(ProxyError::Timeout { addr: up.addr }),
+/// The request body being sent, if there is one.
+struct Body {
+    progress: Option<Arc<BodyProgress>>,
+    timeout: Duration,
+}
+
+/// Sends `req` and waits for the response head: first, while the body is still coming from the client, for
+/// as long as it keeps coming (an early answer from the server is taken too); then `response_timeout`.
+async fn send(
+    pool: &PoolRt,
+    up: &Upstream,
+    mut sender: Sender,
+    req: Request<RequestBody>,
+    body: &Body,
+) -> Try {
+    let result = {
+        let exchange = sender.try_send(req);
+        tokio::pin!(exchange);
+        match wait_for_body(&mut exchange, body, up).await {
+            Some(done) => done,
+            None => match tokio::time::timeout(pool.response_timeout, exchange).await {
+                Err(_) => return Try::Failed(ProxyError::Timeout { addr: up.addr }),
+                Ok(r) => Ok(r),
+            },
+        }
+    };
+    match result {
+        Err(failed) => Try::Failed(failed),
         Ok(Ok(resp)) => Try::Sent(resp, sender),
         Ok(Err(mut e)) => match e.take_message() {
             Some(back) => Try::NotSent(
@@ -160,6 +201,41 @@ async fn send(pool: &PoolRt, up: &Upstream, mut sender: Sender, req: Request<Req
             ),
             None => Try::Failed(blame(up, e.into_error())),
         },
+    }
+}
+
+type Exchanged = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
+
+/// While the request body is still coming: `None` once it is complete (the response clock starts), or the
+/// exchange's end if the server answered first, or the failure if the body stopped moving for body_timeout.
+async fn wait_for_body<F>(
+    exchange: &mut std::pin::Pin<&mut F>,
+    body: &Body,
+    up: &Upstream,
+) -> Option<Result<Exchanged, ProxyError>>
+where
+    F: std::future::Future<Output = Exchanged>,
+{
+    let progress = body.progress.as_deref().filter(|p| !p.is_complete())?;
+    let mut seen = progress.bytes();
+    loop {
+        tokio::select! {
+            biased;
+            r = exchange.as_mut() => return Some(Ok(r)),
+            () = progress.completed() => return None,
+            () = tokio::time::sleep(body.timeout) => {
+                let now = progress.bytes();
+                if now == seen {
+                    // Nothing moved for body_timeout: the client stopped sending, or the server stopped reading.
+                    return Some(Err(if progress.is_waiting_on_client() {
+                        ProxyError::BodyTimeout
+                    } else {
+                        ProxyError::Timeout { addr: up.addr }
+                    }));
+                }
+                seen = now;
+            }
+        }
     }
 }
 

@@ -3,13 +3,11 @@
 //! read and turned into TLS client configs, TLS server names checked. It may block (DNS, disk): callers run it
 //! off the worker threads.
 
-use super::{ActionRt, ListenerRt, PoolRt, Registries, RouteRt, SiteRt, Snapshot};
+use super::{ActionRt, PoolRt, Registries, RouteRt, SiteRt, Snapshot};
 use crate::upstream::{self, pool::ConnPool, ConnKey, Upstream};
 use bytes::Bytes;
 use gatehouse_balance::{Algorithm, Selector, ServerState};
-use gatehouse_config::{
-    Balance, Config, Diagnostic, HostPattern, Pool, RouteAction, ServerSpec, TlsVersion,
-};
+use gatehouse_config::{Balance, Config, Diagnostic, HostPattern, Pool, RouteAction, ServerSpec};
 use gatehouse_route::{HostTable, PathTable};
 use http::{HeaderValue, StatusCode};
 use hyper::server::conn::{http1, http2};
@@ -17,6 +15,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+
+/// Streams one client HTTP/2 connection may have open at once.
+pub const H2_MAX_STREAMS: u32 = 128;
+/// Response bytes one HTTP/2 stream may buffer for a client that does not read (hyper's default is 400 KiB).
+pub const H2_MAX_SEND_BUF: usize = 64 * 1024;
 
 /// Builds a snapshot, or returns every problem found.
 pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Diagnostic>> {
@@ -102,25 +105,17 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
     h1.timer(TokioTimer::new())
         .header_read_timeout(None) // the listener's watchdog keeps this clock (see conn/clock.rs)
         .max_buf_size(s.max_header_size.max(8192));
+    // HTTP/2's limits, explicit rather than hyper's defaults: streams at once per connection (nginx's 128),
+    // what one stream may buffer towards a client that does not read, the header list, and how many streams
+    // a client may reset before the connection is closed (the rapid-reset attack).
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_send_buf_size(H2_MAX_SEND_BUF)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(1024))
         .max_header_list_size(s.max_header_size as u32);
 
-    let listeners = config
-        .listeners
-        .iter()
-        .map(|l| {
-            let tls = l.tls.map(|min| match min {
-                TlsVersion::Tls12 => reg.tls.tls12.clone(),
-                TlsVersion::Tls13 => reg.tls.tls13.clone(),
-            });
-            let rt = ListenerRt {
-                name: l.name.as_str().into(),
-                tls,
-            };
-            (l.bind, rt)
-        })
-        .collect();
     let https_port = config
         .listeners
         .iter()
@@ -130,11 +125,12 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
     Ok(Snapshot {
         http01: reg.http01.clone(),
         observer: reg.observer.clone(),
-        listeners,
         https_port,
         trusted_proxies: s.trusted_proxies.clone(),
         idle_timeout: s.idle_timeout,
         header_read_timeout: s.header_read_timeout,
+        send_timeout: s.send_timeout,
+        body_timeout: s.body_timeout,
         http1: Arc::new(h1),
         http2: Arc::new(h2),
         sites,

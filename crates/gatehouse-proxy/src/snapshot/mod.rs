@@ -28,8 +28,6 @@ use http::{HeaderValue, StatusCode};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::TokioExecutor;
 use ipnet::IpNet;
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,8 +42,10 @@ pub struct Snapshot {
     pub idle_timeout: Duration,
     /// A request head must arrive within this long of its first byte.
     pub header_read_timeout: Duration,
-    /// Per listener, by configured bind address.
-    pub listeners: HashMap<SocketAddr, ListenerRt>,
+    /// A client that reads nothing of a response for this long is cut.
+    pub send_timeout: Duration,
+    /// A request body that sends nothing for this long gets 408.
+    pub body_timeout: Duration,
     /// ACME HTTP-01 answers (shared, outside the config).
     pub http01: Arc<gatehouse_tls::Http01Tokens>,
     /// The port of the first TLS listener, for redirect_https.
@@ -94,14 +94,6 @@ pub struct Names<'a> {
     /// The route's path prefix.
     pub route: Option<&'a str>,
     pub pool: Option<&'a str>,
-}
-
-/// A listener's settings that its connections read when they are accepted.
-#[derive(Debug)]
-pub struct ListenerRt {
-    pub name: Arc<str>,
-    /// `None` for plain HTTP.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[derive(Debug)]

@@ -1,13 +1,14 @@
 //! The client's request body on its way to a server: streamed frame by frame, never collected, cut when it
-//! passes `max_body`, and counted for the request's context.
+//! passes `max_body`, and its progress reported to the request's context (bytes, complete, waiting for the
+//! client).
 
+use crate::context::BodyProgress;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,17 +28,29 @@ pub struct RequestBody {
     inner: Option<Incoming>,
     /// Bytes still allowed, when max_body applies.
     remaining: Option<u64>,
-    /// Where received bytes are counted (`None` for a body known to be empty).
-    counted: Option<Arc<AtomicU64>>,
+    /// Where progress is reported (`None` for a body known to be empty).
+    progress: Option<Arc<BodyProgress>>,
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>, counted: Option<Arc<AtomicU64>>) -> Self {
+    pub fn new(inner: Incoming, limit: Option<u64>, progress: Option<Arc<BodyProgress>>) -> Self {
         RequestBody {
             inner: Some(inner),
             remaining: limit,
-            counted,
+            progress,
         }
+    }
+
+    fn end(&mut self) {
+        if let Some(p) = &self.progress {
+            p.complete();
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
@@ -53,21 +66,40 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let frame = ready!(Pin::new(inner).poll_frame(cx));
-        if let Some(Ok(f)) = &frame {
-            if let Some(data) = f.data_ref() {
-                let n = data.len() as u64;
-                if let Some(c) = &this.counted {
-                    c.fetch_add(n, Relaxed);
+        let frame = match Pin::new(&mut *inner).poll_frame(cx) {
+            Poll::Pending => {
+                if let Some(p) = &this.progress {
+                    p.waiting_on_client(true);
                 }
-                if let Some(rem) = this.remaining.as_mut() {
-                    if n > *rem {
-                        this.inner = None;
-                        return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                return Poll::Pending;
+            }
+            Poll::Ready(f) => f,
+        };
+        if let Some(p) = &this.progress {
+            p.waiting_on_client(false);
+        }
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    let n = data.len() as u64;
+                    if let Some(p) = &this.progress {
+                        p.add(n);
                     }
-                    *rem -= n;
+                    if let Some(rem) = this.remaining.as_mut() {
+                        if n > *rem {
+                            this.inner = None;
+                            this.end();
+                            return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                        }
+                        *rem -= n;
+                    }
+                }
+                // hyper may not poll again once the body says it is done.
+                if inner.is_end_stream() {
+                    this.end();
                 }
             }
+            None | Some(Err(_)) => this.end(),
         }
         Poll::Ready(frame.map(|r| r.map_err(|e| Box::new(ClientBodyError(e)) as BoxError)))
     }

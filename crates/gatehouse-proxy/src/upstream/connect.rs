@@ -11,6 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+/// The most an HTTP/1.1 upstream connection buffers of a response.
+pub const UPSTREAM_MAX_BUF: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("connect timed out after {0:?}")]
@@ -76,7 +79,10 @@ where
         });
         return Ok(Sender::H2(sender));
     }
+    // The read buffer bounds what an upstream connection holds for a client that reads slowly (hyper's default
+    // grows to ~400 KiB): beyond it, the server's bytes wait in its socket.
     let (sender, conn) = http1::Builder::new()
+        .max_buf_size(UPSTREAM_MAX_BUF)
         .handshake::<_, RequestBody>(io)
         .await?;
     tokio::spawn(async move {
