@@ -558,3 +558,161 @@ async fn http2_settings_are_explicit() {
         "MAX_HEADER_LIST_SIZE: {settings:?}"
     );
 }
+
+/// 5. Framing that no backend should have to interpret is refused before anything reaches one: TE listed
+///    twice or not ending in chunked, malformed chunked bodies (400 and close, never 502, never counted
+///    against the server), a pipelined second head with Content-Length and Transfer-Encoding, and a
+///    request-target over the limit (414, not 431).
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_framing_is_refused_before_any_backend() {
+    let a = Backend::start("a").await;
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{}\"", a.addr),
+        "max_fails = 1\nfail_timeout = \"60s\"",
+        "",
+    ));
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "chunked twice (two headers)",
+            "POST /count HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            &["400"],
+        ),
+        (
+            "chunked twice (one list)",
+            "POST /count HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+            &["400"],
+        ),
+        (
+            "chunked not last",
+            "POST /count HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+            &["400"],
+        ),
+        (
+            "a coding before chunked",
+            "POST /count HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            &["400", "501"],
+        ),
+        (
+            "chunk size not hex",
+            "POST /count HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            &["400"],
+        ),
+        (
+            "chunk size overflow",
+            "POST /count HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+            &["400"],
+        ),
+        (
+            "no CRLF after the last chunk",
+            "POST /count HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+            &["400"],
+        ),
+    ];
+    for (i, (name, req, want)) in cases.iter().enumerate() {
+        let before = a.count();
+        let r = raw(g.addr, req.as_bytes()).await;
+        let status = r.get(9..12).unwrap_or("");
+        assert!(want.contains(&status), "{name}: {r:?}");
+        // Framing is refused from the head alone; a body found malformed only after its first chunk was
+        // streamed on (the last case) has had its head seen by the backend, never its end.
+        if i < 4 {
+            assert_eq!(
+                a.count(),
+                before,
+                "{name} reached the backend: {:?}",
+                a.seen()
+            );
+        }
+    }
+    assert_eq!(
+        get(&g.url("/")).await.status,
+        200,
+        "none counted against the server"
+    );
+
+    // A pipelined second request with both Content-Length and Transfer-Encoding, in the same write.
+    let r = raw(
+        g.addr,
+        b"GET /first HTTP/1.1\r\nHost: example.com\r\n\r\nPOST /second HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("HTTP/1.1 400"), "the second is refused: {r}");
+    assert!(
+        a.seen().iter().all(|s| s.uri.path() != "/second"),
+        "{:?}",
+        a.seen()
+    );
+
+    // Request-targets over the limit (8 KiB by default): 414, also beyond the 64 KiB head limit.
+    for len in [10_000, 70_000] {
+        let req = format!(
+            "GET /{} HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            "a".repeat(len)
+        );
+        let r = raw(g.addr, req.as_bytes()).await;
+        assert!(
+            r.starts_with("HTTP/1.1 414"),
+            "{len}: {}",
+            &r[..r.len().min(200)]
+        );
+    }
+}
+
+/// 6. Paths that backends decode differently cannot reach a route they would not reach decoded: encoded `/`
+///    and `\\` are refused by default (a per-site switch passes them, matched decoded), `;` parameters and
+///    `..` after decoding are matched as the backend sees them.
+#[tokio::test(flavor = "multi_thread")]
+async fn encoded_paths_cannot_slip_past_a_route() {
+    let a = Backend::start("a").await;
+    let config = |extra: &str| {
+        format!(
+            "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n{extra}\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n  [[site.route]]\n  path = \"/admin/\"\n  pool = \"p\"\n  deny = [\"0.0.0.0/0\", \"::/0\"]\n[pool.p]\nservers = [\"{}\"]\n",
+            a.addr
+        )
+    };
+    let g = Gatehouse::start(&config(""));
+    for (path, want) in [
+        ("/admin%2Fusers", 400),
+        ("/admin%2fusers", 400),
+        ("/admin%5Cusers", 400),
+        ("/admin;x/users", 403),
+        ("/admin;/users", 403),
+        ("/x/%2e%2e/admin/", 403),
+        ("/open", 200),
+    ] {
+        let r = raw(
+            g.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_eq!(r.get(9..12), Some(want.to_string().as_str()), "{path}: {r}");
+    }
+    assert!(
+        a.seen().iter().all(|s| !s.uri.path().contains("admin")),
+        "{:?}",
+        a.seen()
+    );
+
+    let b = Backend::start("b").await;
+    let _ = b;
+    let g = Gatehouse::start(&config("allow_encoded_slashes = true"));
+    let r = raw(
+        g.addr,
+        b"GET /admin%2Fusers HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 403"), "matched decoded: {r}");
+    let r = raw(
+        g.addr,
+        b"GET /files%2Fa HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(
+        a.seen().last().map(|s| s.uri.path().to_string()).as_deref(),
+        Some("/files%2Fa"),
+        "passed through as sent"
+    );
+}

@@ -76,6 +76,11 @@ impl RequestCtx {
         self.active.conn()
     }
 
+    /// Which request of its connection this is (0 = the first).
+    pub fn index(&self) -> u32 {
+        self.active.index()
+    }
+
     /// The server that answered (the last attempt's), if any.
     pub fn server(&self) -> Option<SocketAddr> {
         self.attempts.last().map(|a| a.addr)
@@ -267,6 +272,8 @@ pub enum ErrorKind {
     ClientGone,
     /// The client stopped sending its request body for body_timeout.
     BodyTimeout,
+    UriTooLong,
+    UnsupportedCoding,
     NoServer,
     Connect,
     Upstream,

@@ -26,6 +26,12 @@ pub enum ProxyError {
     /// a malformed body): the client's fault, never counted against the server.
     #[error("the client's request body failed: {0}")]
     ClientBody(hyper::Error),
+    /// The request target is longer than max_request_target.
+    #[error("request target longer than max_request_target")]
+    UriTooLong,
+    /// A transfer coding Gatehouse does not forward (only `chunked` is).
+    #[error("transfer coding not supported: only chunked is")]
+    UnsupportedCoding,
     /// The client sent nothing of its request body for body_timeout.
     #[error("the client sent nothing of its request body for body_timeout")]
     BodyTimeout,
@@ -67,6 +73,8 @@ impl ProxyError {
             ProxyError::ClientBody(_) => ErrorKind::ClientBody,
             ProxyError::ClientGone(_) => ErrorKind::ClientGone,
             ProxyError::BodyTimeout => ErrorKind::BodyTimeout,
+            ProxyError::UriTooLong => ErrorKind::UriTooLong,
+            ProxyError::UnsupportedCoding => ErrorKind::UnsupportedCoding,
             ProxyError::NoServer(_) => ErrorKind::NoServer,
             ProxyError::Connect { .. } => ErrorKind::Connect,
             ProxyError::Upstream { .. } | ProxyError::BadUpstream { .. } => ErrorKind::Upstream,
@@ -85,6 +93,8 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorKind::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::NoServer => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Connect | ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -103,6 +113,8 @@ impl ProxyError {
                 | ErrorKind::ClientBody
                 | ErrorKind::ClientGone
                 | ErrorKind::BodyTimeout
+                | ErrorKind::UriTooLong
+                | ErrorKind::UnsupportedCoding
         ) {
             // After a malformed or ambiguous request the byte stream cannot be trusted: close it.
             resp.headers_mut()

@@ -63,6 +63,44 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether a path carries an encoded `/` or `\` (`%2F`, `%5C`, any case): backends disagree on whether
+/// that is a separator (Django and many frameworks decode it, nginx and Apache by default do not), so it
+/// could reach a route the decoded path would not.
+pub fn has_encoded_separator(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.windows(3).any(|w| {
+        w[0] == b'%'
+            && (w[1] == b'2' && (w[2] | 0x20) == b'f' || w[1] == b'5' && (w[2] | 0x20) == b'c')
+    })
+}
+
+/// The form of a normalized path that routes are matched on: `;parameters` dropped from each segment (what
+/// Tomcat and other servlet containers do, so `/admin;x/` is matched as `/admin/`), and with
+/// `decode_separators`, `%2F` and `%5C` decoded to `/` (a backend that decodes them sees these segments).
+/// Borrows when nothing changes.
+pub fn match_form(normalized: &str, decode_separators: bool) -> Cow<'_, str> {
+    let has_params = normalized.contains(';');
+    let has_encoded = decode_separators && has_encoded_separator(normalized);
+    if !has_params && !has_encoded {
+        return Cow::Borrowed(normalized);
+    }
+    let mut text = normalized.to_string();
+    if has_encoded {
+        for (from, to) in [("%2F", "/"), ("%2f", "/"), ("%5C", "/"), ("%5c", "/")] {
+            text = text.replace(from, to);
+        }
+    }
+    if has_params {
+        text = text
+            .split('/')
+            .map(|seg| seg.split(';').next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("/");
+    }
+    // Decoding and dropping may have made `//`, `.` or `..` segments: resolve them as well.
+    Cow::Owned(normalize_path(&text).into_owned())
+}
+
 fn hex(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -81,6 +119,26 @@ mod tests {
         for p in ["/", "/a/b", "/a/b/", "/index.html", "/a-b_c~d"] {
             assert!(matches!(normalize_path(p), Cow::Borrowed(_)), "{p}");
         }
+    }
+
+    #[test]
+    fn separators_and_parameters_are_matched_as_backends_read_them() {
+        assert!(has_encoded_separator("/a%2Fb") && has_encoded_separator("/a%5cb"));
+        assert!(!has_encoded_separator("/a%20b") && !has_encoded_separator("/a/b"));
+        let cases = [
+            ("/admin;x/users", false, "/admin/users"),
+            ("/admin;/users", false, "/admin/users"),
+            ("/a;b=c", false, "/a"),
+            ("/admin%2Fusers", true, "/admin/users"),
+            ("/x%2F..%2Fadmin/", true, "/admin/"),
+            ("/admin%5Cusers", true, "/admin/users"),
+            ("/admin%2Fusers", false, "/admin%2Fusers"),
+            ("/plain", true, "/plain"),
+        ];
+        for (input, decode, want) in cases {
+            assert_eq!(match_form(input, decode), want, "{input}");
+        }
+        assert!(matches!(match_form("/plain", true), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -85,19 +85,24 @@ impl Clock {
 /// Marks a request as in progress on its connection until dropped (when its response body is done). It holds
 /// the connection, so whoever holds a request's context can read the connection's facts.
 #[derive(Debug)]
-pub struct ActiveRequest(Arc<Conn>);
+pub struct ActiveRequest(Arc<Conn>, u32);
 
 impl ActiveRequest {
     pub fn new(conn: Arc<Conn>) -> Self {
         let clock = &conn.clock;
         clock.active.fetch_add(1, Relaxed);
-        clock.started.fetch_add(1, Relaxed);
+        let index = clock.started.fetch_add(1, Relaxed);
         clock.head_started_ms.store(0, Relaxed);
-        ActiveRequest(conn)
+        ActiveRequest(conn, index)
     }
 
     pub fn conn(&self) -> &Arc<Conn> {
         &self.0
+    }
+
+    /// Which request of its connection this is (0 = the first).
+    pub fn index(&self) -> u32 {
+        self.1
     }
 }
 

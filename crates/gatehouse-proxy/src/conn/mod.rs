@@ -13,7 +13,7 @@ mod peer;
 
 pub use clock::{ActiveRequest, Clock, Timeouts, Verdict};
 pub use drain::{TrackGuard, Tracker};
-pub use framing::{FramingFlag, HeadScan};
+pub use framing::{Found, FramingFlag, HeadScan};
 pub use peer::{Peer, Scheme, TlsFacts};
 
 /// A client connection, shared (`Arc`) by its serving task, its requests and any tunnel it became. It

@@ -1,10 +1,12 @@
-//! The client socket, wrapped to feed two things hyper does not do for us, from the bytes it reads anyway:
+//! The client socket, wrapped to feed what hyper does not do for us, from the bytes it moves anyway:
 //! the watchdog's head clock ([`crate::conn::Clock::head_bytes`]: bytes of a new request head started to
-//! arrive) and the head scanner ([`crate::conn::HeadScan`]: a head with both Content-Length and
-//! Transfer-Encoding). HTTP/2 connections (client preface `PRI `) are left to the idle clock, since their
-//! bytes between requests are control frames, not heads.
+//! arrive) and send clock (a write that cannot proceed: the client is not reading), and the framing scanner
+//! ([`crate::conn::HeadScan`]: heads with both Content-Length and Transfer-Encoding, pipelined ones too; a
+//! request line over `max_request_target`, answered 414 here before hyper would say 431). HTTP/2 connections
+//! (client preface `PRI `) are left to the idle clock and hyper, since their bytes are frames, not heads.
 
-use crate::conn::{Conn, HeadScan};
+use crate::conn::{Conn, Found, HeadScan};
+use bytes::{Buf, Bytes};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,24 +17,55 @@ pub struct ClientIo<S = TcpStream> {
     inner: S,
     conn: Arc<Conn>,
     /// Bytes read before hyper took over (to tell HTTP/2 from HTTP/1), handed to hyper first.
-    prefix: Option<bytes::Bytes>,
+    prefix: Option<Bytes>,
     h2: bool,
     scan: HeadScan,
+    max_target: usize,
+    /// An answer written here, not by hyper (414), still to be sent; then the read side ends.
+    refusal: Option<Bytes>,
 }
 
 /// The HTTP/2 client preface starts with these bytes; no HTTP/1 method does.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
+const URI_TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 17\r\nconnection: close\r\n\r\n414 URI Too Long\n";
+
 impl<S> ClientIo<S> {
     /// Wraps a stream whose protocol is already known (TLS: chosen by ALPN).
     /// The head clock starts with the first bytes read, as on a plain connection.
-    pub fn new(inner: S, conn: Arc<Conn>, h2: bool) -> Self {
+    pub fn new(inner: S, conn: Arc<Conn>, h2: bool, max_target: usize) -> Self {
         ClientIo {
             inner,
             conn,
             prefix: None,
             h2,
             scan: HeadScan::default(),
+            max_target,
+            refusal: None,
+        }
+    }
+
+    /// Runs the framing scanner over bytes just read; `true` when the read must end here (a 414 to send).
+    fn scan(&mut self, bytes: &[u8]) -> bool {
+        if self.h2 || self.conn.framing.is_tunnel() {
+            return false;
+        }
+        match self.scan.feed(bytes, self.max_target) {
+            Found::Nothing => false,
+            Found::Ambiguous(head) => {
+                self.conn.framing.mark(head);
+                false
+            }
+            Found::TargetTooLong => {
+                // Answer it ourselves only between requests (mid-response it would corrupt the stream); either
+                // way hyper reads no further.
+                if !self.conn.clock.busy() {
+                    self.refusal = Some(Bytes::from_static(URI_TOO_LONG));
+                } else {
+                    self.refusal = Some(Bytes::new());
+                }
+                true
+            }
         }
     }
 }
@@ -43,6 +76,7 @@ impl ClientIo<TcpStream> {
     pub async fn accept(
         mut inner: TcpStream,
         conn: Arc<Conn>,
+        max_target: usize,
     ) -> std::io::Result<Option<(ClientIo, bool)>> {
         use tokio::io::AsyncReadExt;
         let mut buf = [0u8; 16];
@@ -62,27 +96,32 @@ impl ClientIo<TcpStream> {
         if !h2 {
             conn.clock.head_bytes();
         }
-        let mut io = ClientIo {
-            inner,
-            conn,
-            prefix: Some(bytes::Bytes::copy_from_slice(&buf[..n])),
-            h2,
-            scan: HeadScan::default(),
-        };
-        if !h2 && io.scan.ambiguous_in(&buf[..n], io.conn.clock.started()) {
-            io.conn.framing.mark();
-        }
+        let mut io = ClientIo::new(inner, conn, h2, max_target);
+        io.prefix = Some(Bytes::copy_from_slice(&buf[..n]));
+        io.scan(&buf[..n]);
         Ok(Some((io, h2)))
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
+        if let Some(refusal) = this.refusal.as_mut() {
+            // Send the refusal, then end the read side: hyper sees the client close mid-head.
+            while refusal.has_remaining() {
+                match Pin::new(&mut this.inner).poll_write(cx, refusal.chunk()) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
+                    Poll::Ready(Ok(n)) => refusal.advance(n),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let _ = Pin::new(&mut this.inner).poll_flush(cx);
+            return Poll::Ready(Ok(()));
+        }
         if let Some(prefix) = this.prefix.as_mut() {
             // Bytes read to choose the protocol: already scanned in accept().
             let n = prefix.len().min(buf.remaining());
@@ -95,11 +134,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         let new = &buf.filled()[before..];
-        if !new.is_empty() && !this.h2 && !this.conn.clock.busy() && !this.conn.framing.is_tunnel()
-        {
-            this.conn.clock.head_bytes();
-            if this.scan.ambiguous_in(new, this.conn.clock.started()) {
-                this.conn.framing.mark();
+        if !new.is_empty() && !this.h2 {
+            if !this.conn.clock.busy() {
+                this.conn.clock.head_bytes();
+            }
+            if this.scan(new) {
+                // Hyper never sees these bytes: the refusal goes out on the next read.
+                buf.set_filled(before);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
         }
         res

@@ -32,9 +32,9 @@ pub async fn serve_connection(
     let open = ctx.tracker.open();
     let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
-    let protocols = {
+    let (protocols, max_target) = {
         let snap = ctx.snapshot.load();
-        Protocols {
+        let p = Protocols {
             http1: snap.http1.clone(),
             http2: snap.http2.clone(),
             timeouts: Timeouts::new(
@@ -42,7 +42,8 @@ pub async fn serve_connection(
                 snap.header_read_timeout,
                 snap.send_timeout,
             ),
-        }
+        };
+        (p, snap.max_request_target)
     };
     // The listener's own settings, fixed when its accept loops started: never another kind's.
     let name = ctx.settings.name.clone();
@@ -56,8 +57,11 @@ pub async fn serve_connection(
                 held,
             ));
             // A client that connects and sends nothing is idle: it gets idle_timeout to start.
-            match tokio::time::timeout(timeouts.idle(), ClientIo::accept(stream, conn.clone()))
-                .await
+            match tokio::time::timeout(
+                timeouts.idle(),
+                ClientIo::accept(stream, conn.clone(), max_target),
+            )
+            .await
             {
                 Ok(Ok(Some((io, h2)))) => protocols.serve(io, h2, conn, &ctx).await,
                 Ok(Ok(None)) | Err(_) => {}
@@ -101,7 +105,12 @@ pub async fn serve_connection(
                 open,
             ));
             protocols
-                .serve(ClientIo::new(tls, conn.clone(), h2), h2, conn, &ctx)
+                .serve(
+                    ClientIo::new(tls, conn.clone(), h2, max_target),
+                    h2,
+                    conn,
+                    &ctx,
+                )
                 .await;
         }
     }

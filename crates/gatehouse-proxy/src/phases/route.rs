@@ -1,12 +1,15 @@
 //! 1. Route: from a request head to its site and route, or to an early answer.
 //!
-//! 1.1 framing: Content-Length with Transfer-Encoding → 400 (and close);
+//! 1.1 framing: Content-Length with Transfer-Encoding, Transfer-Encoding other than one final `chunked`
+//!     → 400 (a coding before it → 501), a target over max_request_target → 414; each closes;
 //! 1.2 ACME: on plain HTTP, `/.well-known/acme-challenge/TOKEN` is answered before anything else;
 //! 1.3 host: `:authority` / absolute-form target, else the one `Host` header; only `host[:port]` is valid
 //!     (400 otherwise); matched with case and port ignored, and sent upstream as the request's Host;
 //! 1.4 site: by host (exact, wildcard, default) → 404; over TLS the Host must name the SNI's site → 421;
 //!     a `redirect_https` site on plain HTTP → 308 to https://;
-//! 1.5 route: longest prefix of the normalized path (none: the site's layers still run, the action is 404);
+//! 1.5 route: an encoded `/` or `\\` → 400 unless the site allows them; the longest prefix of the
+//!     normalized path, matched as backends read it (`;params` dropped, allowed `%2F` decoded) (none: the
+//!     site's layers still run, the action is 404);
 //! 1.6 client: the peer's address, or the one a trusted proxy's X-Forwarded-For vouches for.
 
 use crate::body::ResponseBody;
@@ -15,7 +18,9 @@ use crate::context::RequestCtx;
 use crate::error::{status_response, ProxyError};
 use crate::headers::forwarded::{client_ip, is_trusted};
 use crate::snapshot::{RouteRt, SiteRt, Snapshot};
-use gatehouse_route::{is_valid_host, normalize_host, normalize_path};
+use gatehouse_route::{
+    has_encoded_separator, is_valid_host, match_form, normalize_host, normalize_path,
+};
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use std::borrow::Cow;
 use std::time::Duration;
@@ -62,6 +67,9 @@ pub async fn route<'s, B>(
     let peer = &ctx.conn().peer;
     // 1.1 Framing.
     check_framing(req, ctx)?;
+    if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > snap.max_request_target {
+        return Err(ProxyError::UriTooLong);
+    }
     // 1.2 ACME HTTP-01 challenges, on plain HTTP, before any route, redirect or access rule.
     if peer.scheme == Scheme::Http {
         if let Some(answer) = challenge(snap, req).await {
@@ -96,8 +104,13 @@ pub async fn route<'s, B>(
     // 1.5 Route by longest prefix of the normalized path (%XX of unreserved characters decoded, `//`, `.`,
     //     `..` resolved, as nginx does). The backend gets the normalized path, so it and the access rules agree
     //     on what was asked for.
+    if !site.allow_encoded_slashes && has_encoded_separator(req.uri().path()) {
+        return Err(ProxyError::BadRequest("encoded / or \\ in the path"));
+    }
     let path = normalize_path(req.uri().path());
-    let found = site.paths.lookup(&path);
+    let found = site
+        .paths
+        .lookup(&match_form(&path, site.allow_encoded_slashes));
     // 1.6 Client address, believing X-Forwarded-For only from trusted proxies.
     let peer_ip = peer.addr.ip();
     let peer_trusted =
@@ -162,16 +175,42 @@ fn https_redirect<B>(host: &str, port: Option<u16>, req: &Request<B>) -> Respons
     resp
 }
 
-/// Content-Length together with Transfer-Encoding is the classic request-smuggling shape: refuse it.
-/// hyper removes Content-Length when both came (RFC 9112 §6.1), so the head scanner (conn/framing.rs) tells us.
+/// Framing no backend should have to interpret. Content-Length together with Transfer-Encoding is the
+/// classic request-smuggling shape: hyper removes Content-Length when both came (RFC 9112 §6.1), so the head
+/// scanner (conn/framing.rs) tells us, for pipelined heads too. Transfer-Encoding must be exactly one
+/// `chunked`: listed twice, or not last, a backend may read another length than we did.
 fn check_framing<B>(req: &Request<B>, ctx: &RequestCtx) -> Result<(), ProxyError> {
     let h = req.headers();
-    if ctx.conn().framing.take()
+    if ctx.conn().framing.is_ambiguous(ctx.index())
         || (h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH))
     {
         return Err(ProxyError::BadRequest(
             "Content-Length with Transfer-Encoding",
         ));
+    }
+    let mut codings = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty());
+    let Some(first) = codings.next() else {
+        return Ok(());
+    };
+    let rest: Vec<&[u8]> = codings.collect();
+    let last = rest.last().copied().unwrap_or(first);
+    let chunked = |t: &[u8]| t.eq_ignore_ascii_case(b"chunked");
+    let chunked_count = std::iter::once(first)
+        .chain(rest.iter().copied())
+        .filter(|t| chunked(t))
+        .count();
+    if !chunked(last) || chunked_count > 1 {
+        return Err(ProxyError::BadRequest(
+            "Transfer-Encoding must end in one chunked",
+        ));
+    }
+    if !rest.is_empty() {
+        return Err(ProxyError::UnsupportedCoding);
     }
     Ok(())
 }

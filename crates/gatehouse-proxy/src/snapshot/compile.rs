@@ -89,6 +89,7 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
                     .map(String::into_boxed_str),
                 paths: PathTable::new(routes),
                 redirect_https: site.redirect_https,
+                allow_encoded_slashes: site.allow_encoded_slashes,
                 hsts: site
                     .hsts
                     .as_deref()
@@ -131,6 +132,7 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
         header_read_timeout: s.header_read_timeout,
         send_timeout: s.send_timeout,
         body_timeout: s.body_timeout,
+        max_request_target: s.max_request_target,
         http1: Arc::new(h1),
         http2: Arc::new(h2),
         sites,

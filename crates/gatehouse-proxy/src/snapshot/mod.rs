@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub send_timeout: Duration,
     /// A request body that sends nothing for this long gets 408.
     pub body_timeout: Duration,
+    /// Longest request target (path and query); longer gets 414.
+    pub max_request_target: usize,
     /// ACME HTTP-01 answers (shared, outside the config).
     pub http01: Arc<gatehouse_tls::Http01Tokens>,
     /// The port of the first TLS listener, for redirect_https.
@@ -109,6 +111,8 @@ pub struct SiteRt {
     pub redirect_https: bool,
     /// Strict-Transport-Security for this site's HTTPS responses.
     pub hsts: Option<HeaderValue>,
+    /// `%2F` and `%5C` in paths are passed through (matched decoded) instead of refused.
+    pub allow_encoded_slashes: bool,
 }
 
 #[derive(Debug)]
