@@ -57,6 +57,34 @@ impl TestCa {
         )
     }
 
+    /// Like [`issue_files`](Self::issue_files), valid only in 2020: expired.
+    pub fn issue_expired_files(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[&str],
+    ) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let (cp, kp) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&cp, format!("{}{}", cert.pem(), self.cert_pem)).expect("write cert");
+        std::fs::write(&kp, key.serialize_pem()).expect("write key");
+        std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        (cp, kp)
+    }
+
     /// Issues for `names` into `dir/stem.pem` and `dir/stem.key` (key 0600); returns both paths.
     pub fn issue_files(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         use std::os::unix::fs::PermissionsExt;

@@ -716,3 +716,157 @@ async fn encoded_paths_cannot_slip_past_a_route() {
         "passed through as sent"
     );
 }
+
+/// `openssl s_client` against `addr`, without SNI when `sni` is None; returns its output.
+fn s_client(addr: std::net::SocketAddr, sni: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["s_client", "-connect", &addr.to_string(), "-brief"]);
+    match sni {
+        Some(name) => cmd.args(["-servername", name]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl (tests/run.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// TLS sites from (host, cert, key) triples, each with a fixed answer, plus a TLS listener.
+fn tls_sites(tls_port: u16, sites: &[(&str, String, String, bool)], server: &str) -> String {
+    let mut s = format!("[server]\n{server}\n[[listener]]\nname = \"tls\"\nbind = \"127.0.0.1:{tls_port}\"\ntls = true\n");
+    for (host, cert, key, default) in sites {
+        s += &format!(
+            "[[site]]\nhosts = [\"{host}\"]\ndefault = {default}\ntls = {{ cert = \"{cert}\", key = \"{key}\" }}\n  [[site.route]]\n  path = \"/\"\n  respond = \"{host}\"\n"
+        );
+    }
+    s
+}
+
+/// 8. One bad certificate never takes the other sites down: an unreadable pair leaves its site without one
+///    (check says error; start and reload go on, naming its line); an expired one is served with a warning;
+///    on reload a site keeps its last good pair.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_bad_certificate_never_takes_other_sites_down() {
+    use gatehouse_e2e::tls::{connect, get_over, TestCa};
+    const BOTH: &[&rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("ca");
+    let (gc, gk) = ca.issue_files(dir.path(), "good", &["good.test"]);
+    let (ec, ek) = ca.issue_expired_files(dir.path(), "expired", &["expired.test"]);
+    let folder = dir.path().display().to_string();
+    let tls_port = gatehouse_e2e::free_port();
+    let cfg = tls_sites(
+        tls_port,
+        &[
+            (
+                "good.test",
+                gc.display().to_string(),
+                gk.display().to_string(),
+                false,
+            ),
+            (
+                "expired.test",
+                ec.display().to_string(),
+                ek.display().to_string(),
+                false,
+            ),
+            ("broken.test", folder.clone(), folder.clone(), false),
+        ],
+        "",
+    );
+    let (ok, out) = gatehouse_e2e::gatehouse::check(&format!(
+        "{cfg}\n[[listener]]\nname = \"p\"\nbind = \"127.0.0.1:1\"\n"
+    ));
+    assert!(
+        !ok && out.contains("site[2].tls"),
+        "check reports it: {out}"
+    );
+
+    let g = Gatehouse::start(&cfg);
+    let tls_addr: std::net::SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    assert!(
+        g.logs().contains("site[2].tls"),
+        "logged with its line:\n{}",
+        g.logs()
+    );
+    let client = ca.client(BOTH, &[b"http/1.1"]);
+    let tls = connect(tls_addr, "good.test", client.clone())
+        .await
+        .expect("good.test serves");
+    let (r, _) = get_over(tls, "good.test", "/").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "good.test"));
+    let Err(e) = connect(tls_addr, "expired.test", client.clone()).await else {
+        panic!("a verifying client refuses it");
+    };
+    assert!(
+        e.to_string().to_lowercase().contains("expired"),
+        "served, expired: {e}"
+    );
+    assert!(
+        connect(tls_addr, "broken.test", client.clone())
+            .await
+            .is_err(),
+        "broken.test has no certificate of its own"
+    );
+
+    // Its files turn to garbage; a forced reload keeps the last good pair.
+    std::fs::write(&gc, "garbage").unwrap();
+    g.signal(1);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let tls = connect(tls_addr, "good.test", client)
+        .await
+        .expect("still served");
+    let (r, _) = get_over(tls, "good.test", "/").await;
+    assert_eq!(r.status, 200);
+}
+
+/// 9. A handshake without SNI gets the default site's certificate, or the first site's when none is default;
+///    strict_sni = true refuses it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handshake_without_sni_gets_the_default_or_first_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = gatehouse_e2e::tls::TestCa::new("ca");
+    let (ac, ak) = ca.issue_files(dir.path(), "a", &["first.test"]);
+    let (bc, bk) = ca.issue_files(dir.path(), "b", &["second.test"]);
+    let site = |h: &str, c: &std::path::Path, k: &std::path::Path, d: bool| {
+        (
+            h.to_string(),
+            c.display().to_string(),
+            k.display().to_string(),
+            d,
+        )
+    };
+    for (default_second, strict, want) in [
+        (false, false, Some("first.test")),
+        (true, false, Some("second.test")),
+        (false, true, None),
+    ] {
+        let tls_port = gatehouse_e2e::free_port();
+        let sites = [
+            site("first.test", &ac, &ak, false),
+            site("second.test", &bc, &bk, default_second),
+        ];
+        let sites: Vec<(&str, String, String, bool)> = sites
+            .iter()
+            .map(|(h, c, k, d)| (h.as_str(), c.clone(), k.clone(), *d))
+            .collect();
+        let _g = Gatehouse::start(&tls_sites(
+            tls_port,
+            &sites,
+            &format!("strict_sni = {strict}"),
+        ));
+        let out = s_client(format!("127.0.0.1:{tls_port}").parse().unwrap(), None);
+        match want {
+            Some(cn) => assert!(
+                out.contains(&format!("CN = {cn}")) || out.contains(&format!("CN={cn}")),
+                "default_second={default_second}: {out}"
+            ),
+            None => assert!(
+                !out.contains("CN = first.test") && !out.contains("CN = second.test"),
+                "strict: refused: {out}"
+            ),
+        }
+    }
+}

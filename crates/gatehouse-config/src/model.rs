@@ -62,6 +62,7 @@ pub struct Acme {
     pub ca_root_at: At,
     pub challenge: AcmeChallenge,
     pub storage: std::path::PathBuf,
+    pub storage_at: At,
     /// `None` = auto (a third of the lifetime left).
     pub renew_before: Option<Duration>,
     pub check_interval: Duration,

@@ -15,11 +15,26 @@ use std::sync::Arc;
 pub struct Prepared {
     pub(crate) snapshot: Snapshot,
     pub(crate) certs: gatehouse_tls::manager::Prepared,
+    /// Problems that do not stop the config from serving, each at its line: certificate pairs that do not
+    /// load (their sites keep the pair they had, or are served without one). `check` calls them errors;
+    /// start-up and reload log them.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Prepared {
     pub fn config(&self) -> &Arc<Config> {
         &self.snapshot.config
+    }
+
+    /// The warnings as lines `file:line:col: key: message`.
+    pub fn warnings_text(&self) -> Option<String> {
+        (!self.warnings.is_empty()).then(|| {
+            ConfigError::Invalid {
+                origin: self.snapshot.config.origin.to_string(),
+                diagnostics: self.warnings.clone(),
+            }
+            .to_string()
+        })
     }
 }
 
@@ -27,34 +42,32 @@ pub fn prepare(config: Config, reg: &Registries) -> Result<Prepared, ConfigError
     let origin = config.origin.to_string();
     let mut problems = Vec::new();
     let (sites, ats) = site_certs(&config);
-    let certs = match reg.certs.prepare(&sites) {
-        Ok(c) => Some(c),
-        Err(errors) => {
-            for (i, e) in errors {
-                let (site, at) = ats[i];
-                problems.push(Diagnostic::at(
-                    at,
-                    format!("site[{site}].tls"),
-                    e.to_string(),
-                ));
-            }
-            None
-        }
-    };
+    let certs = reg.certs.prepare(&sites);
+    let warnings: Vec<Diagnostic> = certs
+        .failed
+        .iter()
+        .map(|(i, e)| {
+            let (site, at) = ats[*i];
+            Diagnostic::at(at, format!("site[{site}].tls"), e.to_string())
+        })
+        .collect();
     if let Some(acme) = &config.acme {
         if let Some(root) = &acme.ca_root {
-            if let Err(e) = std::fs::File::open(root) {
-                problems.push(Diagnostic::at(
-                    acme.ca_root_at,
-                    "acme.ca_root",
-                    format!("{}: cannot read: {e}", root.display()),
-                ));
+            if let Err(e) = check_pem_certificates(root) {
+                problems.push(Diagnostic::at(acme.ca_root_at, "acme.ca_root", e));
             }
+        }
+        if let Err(e) = check_storage_folder(&acme.storage) {
+            problems.push(Diagnostic::at(acme.storage_at, "acme.storage", e));
         }
     }
     let snapshot = compile(Arc::new(config), reg).map_err(|mut e| problems.append(&mut e));
-    match (snapshot, certs) {
-        (Ok(snapshot), Some(certs)) if problems.is_empty() => Ok(Prepared { snapshot, certs }),
+    match snapshot {
+        Ok(snapshot) if problems.is_empty() => Ok(Prepared {
+            snapshot,
+            certs,
+            warnings,
+        }),
         _ => Err(ConfigError::Invalid {
             origin,
             diagnostics: problems,
@@ -80,4 +93,53 @@ fn site_certs(config: &Config) -> (Vec<SiteCert>, Vec<(usize, At)>) {
         ats.push((i, *at));
     }
     (certs, ats)
+}
+
+/// A file of one or more PEM certificates.
+fn check_pem_certificates(path: &std::path::Path) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    match rustls_pki_types::CertificateDer::pem_slice_iter(&pem).next() {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(format!("{}: no PEM certificate in it", path.display())),
+    }
+}
+
+/// The ACME storage folder holds private keys: an existing one must be Gatehouse's own (a folder, owned by
+/// this user, 0700 or tighter), since Gatehouse never changes the mode of a folder it did not create. One
+/// that does not exist yet is created 0700 at start.
+fn check_storage_folder(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    if !meta.is_dir() {
+        return Err(format!("{} is not a folder", path.display()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    let me = effective_uid();
+    if me.is_some_and(|uid| uid != meta.uid()) || mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is not Gatehouse's own (owner uid {}, mode {mode:o}): it holds private keys, and Gatehouse does not \
+             change a folder it did not create; use a new folder, or make this one 0700 and owned by uid {}",
+            path.display(),
+            meta.uid(),
+            me.map_or_else(|| "?".to_string(), |u| u.to_string())
+        ));
+    }
+    Ok(())
+}
+
+/// This process's effective user id, from /proc (no libc call needed).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
 }

@@ -80,8 +80,19 @@ impl Proxy {
         };
         tracing::debug!(per_worker, "connections per worker at most");
         let prepared = prepare(config, &registries)?;
+        if let Some(w) = prepared.warnings_text() {
+            tracing::error!(
+                "serving without these certificates (other sites are not affected):\n{w}"
+            );
+        }
         let (shutdown, _) = watch::channel(false);
-        let Prepared { snapshot, certs } = prepared;
+        let Prepared {
+            snapshot, certs, ..
+        } = prepared;
+        registries
+            .certs
+            .store()
+            .set_strict(snapshot.config.server.strict_sni);
         registries.certs.commit(certs);
         let proxy = Arc::new(Proxy {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -117,7 +128,12 @@ impl Proxy {
     /// Binds new listeners, swaps the snapshot, stops removed listeners. On error nothing has changed.
     pub fn apply(&self, prepared: Prepared) -> std::io::Result<ReloadReport> {
         let _serial = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let Prepared { snapshot, certs } = prepared;
+        if let Some(w) = prepared.warnings_text() {
+            tracing::error!("these sites keep their last good certificate (or serve none):\n{w}");
+        }
+        let Prepared {
+            snapshot, certs, ..
+        } = prepared;
         let wanted = Wanted::all(&snapshot.config);
         let Diff {
             open,
@@ -139,6 +155,10 @@ impl Proxy {
 
         let generation = self.generation.load(Relaxed) + 1;
         self.generation.store(generation, Relaxed);
+        self.registries
+            .certs
+            .store()
+            .set_strict(snapshot.config.server.strict_sni);
         self.registries.certs.commit(certs);
         self.snapshot.store(Arc::new(snapshot));
 

@@ -1,5 +1,7 @@
 //! Loading a certificate chain and its key from PEM files, with the checks an operator would want before a
-//! certificate goes live: it parses, the key matches it, it has not expired.
+//! certificate goes live: it parses, the key matches it. An expired certificate is loaded with a warning and
+//! served, as nginx does: the clients decide (some accept it for a while), and refusing it would take the
+//! site down harder than expiry did.
 
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -27,8 +29,6 @@ pub enum CertError {
     },
     #[error("{path}: cannot parse the certificate: {reason}")]
     Parse { path: PathBuf, reason: String },
-    #[error("{path}: the certificate expired {days} day(s) ago")]
-    Expired { path: PathBuf, days: u64 },
 }
 
 /// A checked certificate, ready for rustls.
@@ -75,10 +75,7 @@ pub fn from_pem(
     let now = SystemTime::now();
     if not_after < now {
         let days = now.duration_since(not_after).unwrap_or_default().as_secs() / 86_400;
-        return Err(CertError::Expired {
-            path: cert_path.into(),
-            days,
-        });
+        tracing::warn!(cert = %cert_path.display(), expired_days_ago = days, names = ?names, "certificate has expired; serving it anyway (clients decide): renew it");
     }
     let certified = CertifiedKey::from_der(chain, key, &crate::provider()).map_err(|e| {
         CertError::Mismatch {
@@ -165,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_key_garbage_and_expiry_are_refused() {
+    fn mismatched_key_and_garbage_are_refused_an_expired_one_loads() {
         let (c, _) = pair("a.test");
         let (_, other_key) = pair("b.test");
         let e = from_pem(
@@ -191,13 +188,13 @@ mod tests {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
         let old = params.self_signed(&key).unwrap();
-        let e = from_pem(
+        let loaded = from_pem(
             old.pem().as_bytes(),
             key.serialize_pem().as_bytes(),
             Path::new("c.pem"),
             Path::new("k.pem"),
         )
-        .unwrap_err();
-        assert!(matches!(e, CertError::Expired { .. }), "{e}");
+        .expect("an expired certificate is served (with a warning)");
+        assert!(loaded.not_after < SystemTime::now());
     }
 }

@@ -1,9 +1,11 @@
 //! Which site's certificate comes from which files, and keeping the store in step with those files.
 //!
-//! A config (re)load [`prepare`](CertManager::prepare)s every pair — any failure rejects the config, naming
-//! the file — and [`commit`](CertManager::commit)s only once the rest of the config compiled too. Between
-//! reloads, [`refresh`](CertManager::refresh) re-reads pairs whose files changed: a good pair is swapped in for
-//! the next handshake; a bad one (half-written, mismatched, expired) is logged and the old one keeps serving.
+//! A config (re)load [`prepare`](CertManager::prepare)s every pair and [`commit`](CertManager::commit)s them
+//! once the rest of the config compiled too. One bad pair never takes the other sites down: a site whose pair
+//! does not load keeps the pair it had (same files), or is served without one (its handshakes fail); the
+//! problem is reported for the operator, and `gatehouse check` calls it an error. Between reloads,
+//! [`refresh`](CertManager::refresh) re-reads pairs whose files changed: a good pair is swapped in for the
+//! next handshake; a bad one (half-written, mismatched) is logged and the old one keeps serving.
 
 use crate::certificate::{load_pair, CertError, LoadedCert};
 use crate::store::{CertMap, CertStore};
@@ -33,13 +35,18 @@ fn stamp(site: &SiteCert) -> Stamp {
 #[derive(Debug, Clone)]
 struct Entry {
     site: SiteCert,
-    loaded: LoadedCert,
+    /// `None` while the files do not load (the site is served without a certificate of its own).
+    loaded: Option<LoadedCert>,
     stamp: Stamp,
 }
 
-/// Loaded pairs for a config, not yet serving.
+/// Loaded pairs for a config, not yet serving, and the pairs that did not load.
 #[derive(Debug)]
-pub struct Prepared(Vec<Entry>);
+pub struct Prepared {
+    entries: Vec<Entry>,
+    /// By index in the sites given to [`CertManager::prepare`].
+    pub failed: Vec<(usize, CertError)>,
+}
 
 #[derive(Debug, Default)]
 pub struct CertManager {
@@ -58,32 +65,44 @@ impl CertManager {
         self.store.clone()
     }
 
-    /// Loads every site's pair. Fails with every pair that does not load, by its index in `sites`.
-    pub fn prepare(&self, sites: &[SiteCert]) -> Result<Prepared, Vec<(usize, CertError)>> {
+    /// Loads every site's pair. A pair that does not load is listed in [`Prepared::failed`]; its site keeps
+    /// the pair it is serving now from the same files, if any.
+    pub fn prepare(&self, sites: &[SiteCert]) -> Prepared {
         let mut out = Vec::with_capacity(sites.len());
-        let mut errors = Vec::new();
+        let mut failed = Vec::new();
+        let current = self.lock();
         for (i, site) in sites.iter().enumerate() {
             let before = stamp(site);
             match load_pair(&site.cert, &site.key) {
                 Ok(loaded) => out.push(Entry {
                     site: site.clone(),
-                    loaded,
+                    loaded: Some(loaded),
                     stamp: before,
                 }),
-                Err(e) => errors.push((i, e)),
+                Err(e) => {
+                    let kept = current
+                        .iter()
+                        .find(|c| c.site.cert == site.cert && c.site.key == site.key);
+                    // Kept (or none), and watched: a fixed file is picked up by the next refresh.
+                    out.push(Entry {
+                        site: site.clone(),
+                        loaded: kept.and_then(|k| k.loaded.clone()),
+                        stamp: before,
+                    });
+                    failed.push((i, e));
+                }
             }
         }
-        if errors.is_empty() {
-            Ok(Prepared(out))
-        } else {
-            Err(errors)
+        Prepared {
+            entries: out,
+            failed,
         }
     }
 
     /// Makes prepared pairs the ones served.
     pub fn commit(&self, prepared: Prepared) {
         let mut entries = self.lock();
-        *entries = prepared.0;
+        *entries = prepared.entries;
         self.store.replace(build_map(&entries, &self.managed()));
     }
 
@@ -120,7 +139,7 @@ impl CertManager {
             match load_pair(&e.site.cert, &e.site.key) {
                 Ok(loaded) => {
                     tracing::info!(cert = %e.site.cert.display(), names = ?loaded.names, "certificate reloaded");
-                    e.loaded = loaded;
+                    e.loaded = Some(loaded);
                     swapped += 1;
                 }
                 Err(err) => {
@@ -146,7 +165,7 @@ fn build_map(entries: &[Entry], managed: &Managed) -> CertMap {
     let mut map = CertMap::default();
     let files = entries
         .iter()
-        .map(|e| (&e.site.hosts, e.site.default, &e.loaded));
+        .filter_map(|e| Some((&e.site.hosts, e.site.default, e.loaded.as_ref()?)));
     let acme = managed
         .values()
         .map(|(hosts, default, cert)| (hosts, *default, cert));
@@ -160,6 +179,9 @@ fn build_map(entries: &[Entry], managed: &Managed) -> CertMap {
         }
         if default {
             map.default = Some(cert.key.clone());
+        }
+        if map.first.is_none() {
+            map.first = Some(cert.key.clone());
         }
     }
     map

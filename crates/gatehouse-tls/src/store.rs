@@ -16,10 +16,13 @@ pub struct CertMap {
     pub wildcard: HashMap<String, Arc<CertifiedKey>>,
     /// For a ClientHello whose SNI names no site (or that has no SNI): the default site's certificate.
     pub default: Option<Arc<CertifiedKey>>,
+    /// The same, when no site is default: the first site's (in config order) that has one, as nginx does.
+    pub first: Option<Arc<CertifiedKey>>,
 }
 
 impl CertMap {
-    pub fn lookup(&self, sni: Option<&str>) -> Option<&Arc<CertifiedKey>> {
+    /// The certificate for `sni`: exact, then wildcard, then (unless `strict`) the default or first site's.
+    pub fn lookup(&self, sni: Option<&str>, strict: bool) -> Option<&Arc<CertifiedKey>> {
         let named = sni.and_then(|name| {
             let name = name.trim_end_matches('.');
             self.exact.get(name).or_else(|| {
@@ -27,13 +30,18 @@ impl CertMap {
                 self.wildcard.get(&name[dot..])
             })
         });
-        named.or(self.default.as_ref())
+        if strict {
+            return named;
+        }
+        named.or(self.default.as_ref()).or(self.first.as_ref())
     }
 }
 
 #[derive(Debug, Default)]
 pub struct CertStore {
     certs: ArcSwap<CertMap>,
+    /// `strict_sni`: a handshake that names no known site (or none) gets no certificate.
+    strict: std::sync::atomic::AtomicBool,
     /// TLS-ALPN-01 answers by name, set by the ACME manager while an order is being validated.
     challenges: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
 }
@@ -50,6 +58,13 @@ impl CertStore {
 
     pub fn map(&self) -> Arc<CertMap> {
         self.certs.load_full()
+    }
+
+    /// Refuse handshakes that name no known site (and ones without a name) instead of serving the default
+    /// or first site's certificate.
+    pub fn set_strict(&self, strict: bool) {
+        self.strict
+            .store(strict, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Serves `cert` to TLS-ALPN-01 validators asking for `name`.
@@ -81,7 +96,8 @@ impl ResolvesServerCert for CertStore {
             // RFC 8737: a validator offers only acme-tls/1 and must get the challenge certificate, or nothing.
             return sni.and_then(|n| self.challenges.load().get(&n).cloned());
         }
-        self.certs.load().lookup(sni.as_deref()).cloned()
+        let strict = self.strict.load(std::sync::atomic::Ordering::Relaxed);
+        self.certs.load().lookup(sni.as_deref(), strict).cloned()
     }
 }
 
@@ -105,13 +121,27 @@ mod tests {
         let mut m = CertMap::default();
         m.exact.insert("a.test".into(), a.clone());
         m.wildcard.insert(".w.test".into(), w.clone());
-        assert!(Arc::ptr_eq(m.lookup(Some("a.test")).unwrap(), &a));
-        assert!(Arc::ptr_eq(m.lookup(Some("x.w.test")).unwrap(), &w));
-        assert!(m.lookup(Some("x.y.w.test")).is_none(), "one label only");
-        assert!(m.lookup(Some("other.test")).is_none());
-        assert!(m.lookup(None).is_none());
+        assert!(Arc::ptr_eq(m.lookup(Some("a.test"), false).unwrap(), &a));
+        assert!(Arc::ptr_eq(m.lookup(Some("x.w.test"), false).unwrap(), &w));
+        assert!(
+            m.lookup(Some("x.y.w.test"), false).is_none(),
+            "one label only"
+        );
+        assert!(m.lookup(Some("other.test"), false).is_none());
+        assert!(m.lookup(None, false).is_none());
+        m.first = Some(a.clone());
+        assert!(
+            Arc::ptr_eq(m.lookup(None, false).unwrap(), &a),
+            "no default: the first site's"
+        );
         m.default = Some(d.clone());
-        assert!(Arc::ptr_eq(m.lookup(Some("other.test")).unwrap(), &d));
-        assert!(Arc::ptr_eq(m.lookup(None).unwrap(), &d));
+        assert!(Arc::ptr_eq(
+            m.lookup(Some("other.test"), false).unwrap(),
+            &d
+        ));
+        assert!(Arc::ptr_eq(m.lookup(None, false).unwrap(), &d));
+        assert!(m.lookup(None, true).is_none(), "strict_sni");
+        assert!(m.lookup(Some("other.test"), true).is_none(), "strict_sni");
+        assert!(Arc::ptr_eq(m.lookup(Some("a.test"), true).unwrap(), &a));
     }
 }

@@ -36,6 +36,11 @@ fn check(path: &std::path::Path) -> ExitCode {
             gatehouse_proxy::prepare(cfg, &registries).map_err(|e| e.to_string())
         });
     match prepared {
+        Ok(p) if p.warnings_text().is_some() => {
+            // Gatehouse would serve, without these certificates: for check, that is not ok.
+            eprintln!("{}", p.warnings_text().unwrap_or_default());
+            ExitCode::from(1)
+        }
         Ok(p) => {
             let cfg = p.config();
             println!(

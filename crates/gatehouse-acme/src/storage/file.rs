@@ -15,7 +15,8 @@ pub struct FileStorage {
 }
 
 impl FileStorage {
-    /// Creates the folder (0700) if needed and tightens its mode if it is looser.
+    /// Creates the folder (0700) if needed. An existing folder looser than 0700 is refused, never changed:
+    /// it may not be Gatehouse's own.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
         make_dir(&root)?;
@@ -43,19 +44,25 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     }
 }
 
-/// Creates `dir` and its missing parents with mode 0700 (and fixes the mode of an existing one).
+/// Creates `dir` and its missing parents with mode 0700; an existing one looser than that is refused.
 fn make_dir(dir: &Path) -> Result<(), StorageError> {
+    let existed = dir.is_dir();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(io(dir))?;
-    let mode = std::fs::metadata(dir)
-        .map_err(io(dir))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    if existed {
+        let mode = std::fs::metadata(dir)
+            .map_err(io(dir))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(io(dir)(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("mode {:o} is looser than 0700: not a folder of Gatehouse's own (it is not changed)", mode & 0o777),
+            )));
+        }
     }
     Ok(())
 }
@@ -269,13 +276,19 @@ mod tests {
             0o600
         );
         assert!(s.store("../escape", b"x").await.is_err());
+        // A folder that is not its own (looser than 0700) is refused, and left as it was.
+        let loose = dir.path().join("loose");
+        std::fs::create_dir(&loose).unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(FileStorage::open(&loose).is_err());
+        assert_eq!(mode(&loose), 0o755);
         assert!(s.store("a/./b", b"x").await.is_err());
     }
 
     #[tokio::test]
     async fn a_lock_has_one_holder_until_released_or_expired() {
         let dir = tempfile::tempdir().unwrap();
-        let s = FileStorage::open(dir.path()).unwrap();
+        let s = FileStorage::open(dir.path().join("acme")).unwrap();
         let t = s
             .lock("a.test", Duration::from_secs(60))
             .await

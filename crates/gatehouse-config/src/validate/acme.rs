@@ -28,6 +28,16 @@ pub(super) fn check(c: &mut Checker, raw: &Spanned<RawAcme>) -> Acme {
         }
     };
     let ca_root = a.ca_root.as_ref().filter(|p| !p.get_ref().is_empty());
+    if let Some(st) = &a.storage {
+        // A URL is never a folder: a scheme this version cannot use is an error, not a folder named "redis:".
+        if let Some((scheme, _)) = st.get_ref().split_once("://") {
+            c.err(
+                st.span(),
+                "acme.storage",
+                format!("{scheme}:// storage is not supported by this version of Gatehouse; use a folder"),
+            );
+        }
+    }
     let renew_before = match &a.renew_before {
         None => None,
         Some(v) if v.get_ref() == "auto" => None,
@@ -52,6 +62,7 @@ pub(super) fn check(c: &mut Checker, raw: &Spanned<RawAcme>) -> Acme {
             .storage
             .as_ref()
             .map_or_else(|| defaults::ACME_STORAGE.into(), |s| s.get_ref().into()),
+        storage_at: a.storage.as_ref().map_or(at, |s| c.at(s.span())),
         renew_before,
         check_interval: c.timeout(
             &a.check_interval,
@@ -86,6 +97,17 @@ mod tests {
             "[acme]\nchallenge = \"dns-01\"\n[pool.web]",
             13,
             "not supported yet",
+        );
+    }
+
+    #[test]
+    fn a_url_is_never_taken_for_a_folder() {
+        rejects(
+            "redis",
+            "[pool.web]",
+            "[acme]\nstorage = \"redis://127.0.0.1:6379/0\"\n[pool.web]",
+            13,
+            "not supported",
         );
     }
 
