@@ -89,7 +89,7 @@ fn orders(g: &Gatehouse) -> usize {
 }
 
 fn not_after(storage: &Path, name: &str) -> SystemTime {
-    let pem = std::fs::read(storage.join(format!("certificates/{name}/cert.pem"))).unwrap();
+    let pem = std::fs::read(storage.join(format!("certificates/{name}/bundle.pem"))).unwrap();
     let der = CertificateDer::pem_slice_iter(&pem)
         .next()
         .unwrap()
@@ -346,4 +346,61 @@ async fn a_site_added_by_reload_gets_its_certificate() {
     served(p.https, "two.test", &client, ISSUE)
         .await
         .unwrap_or_else(|| panic!("{}", g.logs()));
+}
+
+/// 10 (hardening). A certificate and its key are one record; an issued certificate is served from memory
+/// even when storing it fails (here the storage's `certificates` is a file, not a folder), and the failure
+/// orders nothing again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_issued_certificate_is_served_when_storing_it_fails_and_not_ordered_again() {
+    let p = ports();
+    let pebble = Pebble::start(p.http.port(), p.https.port());
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("acme");
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&storage)
+            .unwrap();
+    }
+    std::fs::write(storage.join("certificates"), "not a folder").unwrap();
+    let cfg = config(&p, &pebble, &storage, "http-01", "", &["full.test"]);
+    let g = Gatehouse::start_raw(&cfg, p.http);
+    let client = pebble_client(&pebble).await;
+    served(p.https, "full.test", &client, ISSUE)
+        .await
+        .unwrap_or_else(|| panic!("not served from memory:\n{}", g.logs()));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            g.logs().contains("cannot be stored")
+        })
+        .await,
+        "{}",
+        g.logs()
+    );
+    // Several passes later (check_interval = 500 ms), still one order.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        orders(&g),
+        1,
+        "a store failure ordered again:\n{}",
+        g.logs()
+    );
+    assert!(connect(p.https, "full.test", client.clone()).await.is_ok());
+
+    // When the store works again, the certificate is stored, as one record.
+    std::fs::remove_file(storage.join("certificates")).unwrap();
+    let bundle = storage.join("certificates/full.test/bundle.pem");
+    assert!(
+        eventually(Duration::from_secs(10), || async { bundle.exists() }).await,
+        "{}",
+        g.logs()
+    );
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    assert!(
+        text.contains("PRIVATE KEY") && text.contains("BEGIN CERTIFICATE"),
+        "key and chain together"
+    );
+    assert_eq!(orders(&g), 1);
 }

@@ -6,13 +6,19 @@ pub const ACCOUNT: &str = "account.json";
 /// The lock taken while the account is created, so two nodes do not both create one.
 pub const ACCOUNT_LOCK: &str = "account";
 
-/// A site's certificate chain (PEM, leaf first); `site` is the site's id (its first host).
-pub fn certificate(site: &str) -> String {
+/// A site's certificate: its private key and chain (leaf first) in one PEM record, written at once, so a
+/// reader never finds a new key beside an old chain. `site` is the site's id (its first host).
+pub fn bundle(site: &str) -> String {
+    format!("certificates/{site}/bundle.pem")
+}
+
+/// Where earlier versions kept the chain, beside [`legacy_key`]: read when there is no bundle yet.
+pub fn legacy_certificate(site: &str) -> String {
     format!("certificates/{site}/cert.pem")
 }
 
-/// A site's private key (PEM).
-pub fn private_key(site: &str) -> String {
+/// Where earlier versions kept the private key.
+pub fn legacy_key(site: &str) -> String {
     format!("certificates/{site}/key.pem")
 }
 
@@ -21,7 +27,12 @@ pub fn http01(token: &str) -> String {
     format!("challenges/{token}")
 }
 
-/// The file holding lock `name` (file backend).
+/// The file holding lock `name`'s lease (file backend).
 pub fn lock(name: &str) -> String {
     format!("locks/{name}.lock")
+}
+
+/// The file whose `flock` makes every change of lock `name`'s lease one step (file backend).
+pub fn lock_guard(name: &str) -> String {
+    format!("locks/{name}.guard")
 }

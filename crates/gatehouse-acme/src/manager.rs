@@ -6,10 +6,15 @@
 //!    again: the other node may just have stored a fresh certificate.
 //! 3. Order ([`crate::order`]): publish the answer to the preferred challenge, tell the CA, wait for
 //!    validation; if that challenge fails and the other is possible, order again with it.
-//! 4. Store key and chain, serve them from the next handshake, release the lock.
+//! 4. Serve the certificate from the next handshake, store key and chain as one record, release the lock.
 //!
 //! A failure never removes a serving certificate; it is logged with what the CA said and retried after an
 //! exponential backoff (capped at a day), or after the time a rate-limit answer names.
+//!
+//! An issued certificate is served from memory even when storing it fails (a full disk, a store that is
+//! down): the manager holds every certificate it serves, looks there before storage, and tries the store
+//! again on each pass. A store failure never orders the name again (CA rate limits allow 5 duplicates a
+//! week).
 
 use crate::account::{self, Directory};
 use crate::challenge::{Answers, ChallengeKind};
@@ -63,6 +68,15 @@ pub struct AcmeManager {
     storage: Arc<dyn Storage>,
     answers: Answers,
     install: Install,
+    /// What is being served, by site id, and the record still to be stored when storing it failed.
+    held: std::sync::Mutex<HashMap<String, Held>>,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    cert: LoadedCert,
+    /// The bundle that could not be stored yet.
+    unsaved: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for AcmeManager {
@@ -121,7 +135,12 @@ impl AcmeManager {
             },
             storage,
             install,
+            held: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Serves stored certificates now, without contacting the CA (startup). Returns how many were loaded.
@@ -201,6 +220,20 @@ impl AcmeManager {
         site: &AcmeSite,
         account: &mut Option<Account>,
     ) -> Result<SystemTime, AcmeError> {
+        // What this node serves comes first: a certificate issued while the store was failing is still good.
+        let held = self.held().get(&site.id).cloned();
+        if let Some(held) = held {
+            if let Some(bundle) = &held.unsaved {
+                self.save(site, bundle).await;
+            }
+            if !self.is_due(&held.cert) && held.cert.names_cover(&site.names) {
+                return Ok(due_at(
+                    held.cert.not_before,
+                    held.cert.not_after,
+                    self.config.renew_before,
+                ));
+            }
+        }
         if let Some(cert) = self.stored(site).await? {
             let fresh = !self.is_due(&cert);
             let due = self.serve(site, cert);
@@ -233,8 +266,39 @@ impl AcmeManager {
     /// Serves `cert` for `site` from the next handshake on; returns when it will be due.
     fn serve(&self, site: &AcmeSite, cert: LoadedCert) -> SystemTime {
         let due = due_at(cert.not_before, cert.not_after, self.config.renew_before);
+        self.held().insert(
+            site.id.clone(),
+            Held {
+                cert: cert.clone(),
+                unsaved: None,
+            },
+        );
         (self.install)(site, cert);
         due
+    }
+
+    /// Stores a site's bundle; on failure keeps it to try again on the next pass (it is served meanwhile).
+    async fn save(&self, site: &AcmeSite, bundle: &[u8]) {
+        let stored = self.storage.store(&keys::bundle(&site.id), bundle).await;
+        let mut held = self.held();
+        let Some(h) = held.get_mut(&site.id) else {
+            return;
+        };
+        match stored {
+            Ok(()) => {
+                if h.unsaved.take().is_some() {
+                    tracing::info!(site = %site.id, "certificate stored");
+                }
+            }
+            Err(e) => {
+                if h.unsaved.is_none() {
+                    tracing::error!(site = %site.id, error = %e, "certificate obtained and serving, but it cannot be stored; trying again on each pass, no new order");
+                } else {
+                    tracing::debug!(site = %site.id, error = %e, "certificate still cannot be stored");
+                }
+                h.unsaved = Some(bundle.to_vec());
+            }
+        }
     }
 
     /// Takes the site's lock, unless another node stores a fresh certificate while we wait.
@@ -309,14 +373,13 @@ impl AcmeManager {
                 "acme key".as_ref(),
             )
             .map_err(|e| AcmeError::Other(format!("the CA's certificate does not load: {e}")))?;
-            self.storage
-                .store(&keys::private_key(&site.id), issued.key.as_bytes())
-                .await?;
-            self.storage
-                .store(&keys::certificate(&site.id), issued.chain.as_bytes())
-                .await?;
+            // Serve first (from memory), then store key and chain as one record: a store that fails cannot
+            // take the new certificate out of service, nor cause another order.
             tracing::info!(site = %site.id, names = ?site.names, not_after = ?cert.not_after, "certificate obtained and serving");
-            Ok(self.serve(site, cert))
+            let due = self.serve(site, cert);
+            let bundle = format!("{}{}", issued.key, issued.chain);
+            self.save(site, bundle.as_bytes()).await;
+            Ok(due)
         };
         tokio::select! {
             r = work => r,
@@ -324,12 +387,22 @@ impl AcmeManager {
         }
     }
 
-    /// The stored certificate for `site` if it loads and covers its names.
+    /// The stored certificate for `site` if it loads and covers its names: the bundle, or (stored by an
+    /// earlier version) the separate chain and key.
     async fn stored(&self, site: &AcmeSite) -> Result<Option<LoadedCert>, AcmeError> {
-        let cert = self.storage.load(&keys::certificate(&site.id)).await?;
-        let key = self.storage.load(&keys::private_key(&site.id)).await?;
-        let (Some(cert), Some(key)) = (cert, key) else {
-            return Ok(None);
+        let (cert, key) = match self.storage.load(&keys::bundle(&site.id)).await? {
+            Some(bundle) => (bundle.clone(), bundle),
+            None => {
+                let cert = self
+                    .storage
+                    .load(&keys::legacy_certificate(&site.id))
+                    .await?;
+                let key = self.storage.load(&keys::legacy_key(&site.id)).await?;
+                let (Some(cert), Some(key)) = (cert, key) else {
+                    return Ok(None);
+                };
+                (cert, key)
+            }
         };
         match gatehouse_tls::certificate::from_pem(
             &cert,
@@ -337,7 +410,7 @@ impl AcmeManager {
             "stored cert".as_ref(),
             "stored key".as_ref(),
         ) {
-            Ok(c) if site.names.iter().all(|n| c.names.contains(n)) => Ok(Some(c)),
+            Ok(c) if c.names_cover(&site.names) => Ok(Some(c)),
             Ok(_) => {
                 tracing::info!(site = %site.id, "stored certificate does not cover the site's names; ordering a new one");
                 Ok(None)

@@ -41,6 +41,13 @@ pub struct LoadedCert {
     pub names: Vec<String>,
 }
 
+impl LoadedCert {
+    /// Whether the certificate names every one of `names`.
+    pub fn names_cover(&self, names: &[String]) -> bool {
+        names.iter().all(|n| self.names.contains(n))
+    }
+}
+
 /// Reads and checks a PEM chain (leaf first) and its private key.
 pub fn load_pair(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, CertError> {
     let cert_pem = read(cert_path)?;

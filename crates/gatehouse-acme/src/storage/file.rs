@@ -138,7 +138,15 @@ impl FileStorage {
         let path = self.path(key)?;
         match std::fs::read(&path) {
             Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // A path whose parent is a file cannot hold a key: nothing is stored there.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(io(&path)(e)),
         }
     }
@@ -177,75 +185,83 @@ impl FileStorage {
         }
     }
 
-    fn lock_now(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>, StorageError> {
+    /// Runs `f` holding an exclusive `flock` on the lock's guard file: every check-and-set of a lease (take,
+    /// take over a stale one, renew, release) is one step that no other process can interleave with. The
+    /// guard is held for microseconds; the lease itself is the lock file's contents.
+    fn with_guard<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&str) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         let key = keys::lock(name);
-        let path = self.path(&key)?;
-        make_dir(path.parent().unwrap_or(&self.root))?;
-        let owner = owner_id();
-        for _ in 0..2 {
-            let record = format!("{}\n{}\n", owner, now_ms() + ttl.as_millis() as u64);
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    f.write_all(record.as_bytes()).map_err(io(&path))?;
-                    return Ok(Some(LockToken {
-                        name: name.into(),
-                        owner,
-                    }));
+        let guard_path = self.path(&keys::lock_guard(name))?;
+        make_dir(guard_path.parent().unwrap_or(&self.root))?;
+        let guard = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&guard_path)
+            .map_err(io(&guard_path))?;
+        guard.lock().map_err(io(&guard_path))?;
+        let result = f(&key);
+        let _ = guard.unlock();
+        result
+    }
+
+    /// The lease in a lock file: its owner and when it expires (0 when unreadable).
+    fn lease(&self, key: &str) -> Result<Option<(String, u64)>, StorageError> {
+        Ok(self.load_now(key)?.map(|b| {
+            let text = String::from_utf8_lossy(&b);
+            let mut lines = text.lines();
+            let owner = lines.next().unwrap_or("").to_string();
+            let expires = lines
+                .next()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            (owner, expires)
+        }))
+    }
+
+    fn lock_now(&self, name: &str, ttl: Duration) -> Result<Option<LockToken>, StorageError> {
+        self.with_guard(name, |key| {
+            if let Some((_, expires)) = self.lease(key)? {
+                if expires > now_ms() {
+                    return Ok(None);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // Held, unless its lease ran out (a dead holder): then clear it and try once more.
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    let expires = text
-                        .lines()
-                        .nth(1)
-                        .and_then(|l| l.trim().parse::<u64>().ok())
-                        .unwrap_or(0);
-                    if expires > now_ms() {
-                        return Ok(None);
-                    }
-                    tracing::info!(
-                        lock = name,
-                        "removing an expired lock left by a stopped holder"
-                    );
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(e) => return Err(io(&path)(e)),
+                tracing::info!(
+                    lock = name,
+                    "taking over an expired lock left by a stopped holder"
+                );
             }
-        }
-        Ok(None)
+            let owner = owner_id();
+            // Written whole (temporary file + rename): never visible empty or half-written.
+            let record = format!("{}\n{}\n", owner, now_ms() + ttl.as_millis() as u64);
+            self.store_now(key, record.as_bytes())?;
+            Ok(Some(LockToken {
+                name: name.into(),
+                owner,
+            }))
+        })
     }
 
     fn renew_now(&self, token: &LockToken, ttl: Duration) -> Result<bool, StorageError> {
-        let key = keys::lock(&token.name);
-        let current = self
-            .load_now(&key)?
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        if current.lines().next() != Some(token.owner.as_str()) {
-            return Ok(false);
-        }
-        self.store_now(
-            &key,
-            format!("{}\n{}\n", token.owner, now_ms() + ttl.as_millis() as u64).as_bytes(),
-        )?;
-        Ok(true)
+        self.with_guard(&token.name, |key| {
+            match self.lease(key)? {
+                Some((owner, _)) if owner == token.owner => {}
+                _ => return Ok(false),
+            }
+            let record = format!("{}\n{}\n", token.owner, now_ms() + ttl.as_millis() as u64);
+            self.store_now(key, record.as_bytes())?;
+            Ok(true)
+        })
     }
 
     fn unlock_now(&self, token: &LockToken) -> Result<(), StorageError> {
-        let key = keys::lock(&token.name);
-        let current = self
-            .load_now(&key)?
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        if current.lines().next() == Some(token.owner.as_str()) {
-            self.delete_now(&key)?;
-        }
-        Ok(())
+        self.with_guard(&token.name, |key| match self.lease(key)? {
+            Some((owner, _)) if owner == token.owner => self.delete_now(key),
+            _ => Ok(()),
+        })
     }
 }
 
