@@ -47,6 +47,19 @@ impl Backend {
 
     /// Like [`Backend::start`], behind TLS when `tls` is given (HTTP/1.1 or h2 by ALPN).
     pub async fn start_with_tls(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
+        Self::start_full(name, tls, None).await
+    }
+
+    /// Like [`Backend::start`], allowing at most `streams` HTTP/2 streams per connection.
+    pub async fn start_h2_limited(name: &str, streams: u32) -> Backend {
+        Self::start_full(name, None, Some(streams)).await
+    }
+
+    async fn start_full(
+        name: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        h2_streams: Option<u32>,
+    ) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind backend");
@@ -65,8 +78,11 @@ impl Backend {
                     let tls = tls.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| handle(req, name.clone(), seen.clone()));
-                        let builder =
+                        let mut builder =
                             hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        if let Some(n) = h2_streams {
+                            builder.http2().max_concurrent_streams(n);
+                        }
                         match tls {
                             None => {
                                 let conn = builder

@@ -870,3 +870,33 @@ async fn a_handshake_without_sni_gets_the_default_or_first_certificate() {
         }
     }
 }
+
+/// 12. An HTTP/2 upstream that allows 2 streams per connection gets more connections, not a queue: ten
+///     concurrent one-second requests all succeed within the response timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_upstreams_get_another_connection_at_their_stream_limit() {
+    use std::time::{Duration, Instant};
+    let a = Backend::start_h2_limited("a", 2).await;
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{}\"", a.addr),
+        "http2 = true\nresponse_timeout = \"2500ms\"\nmax_fails = 0",
+        "workers = 1",
+    ));
+    // One request first: the pool then holds one HTTP/2 connection, which the ten would all share.
+    assert_eq!(get(&g.url("/")).await.status, 200);
+    let start = Instant::now();
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            let url = g.url("/slow/1000");
+            tokio::spawn(async move { get(&url).await.status })
+        })
+        .collect();
+    for r in requests {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -30,7 +30,12 @@ use toml::Spanned;
 pub fn validate(raw: RawConfig, source: &str, origin: &str) -> Result<Config, Vec<Diagnostic>> {
     let mut c = Checker {
         diags: Vec::new(),
-        source,
+        lines: source
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .map(|(i, _)| i)
+            .collect(),
     };
 
     let server = server::check(&mut c, &raw.server);
@@ -65,21 +70,30 @@ pub fn validate(raw: RawConfig, source: &str, origin: &str) -> Result<Config, Ve
 }
 
 /// Collects diagnostics while building the model.
-struct Checker<'s> {
+struct Checker {
     diags: Vec<Diagnostic>,
-    source: &'s str,
+    /// Byte offsets of the source's newlines, to turn spans into lines in O(log n): a 100,000-server file
+    /// must not be rescanned for each server.
+    lines: Vec<usize>,
 }
 
-impl Checker<'_> {
+impl Checker {
     fn err(&mut self, span: Range<usize>, key: impl Into<String>, msg: impl Into<String>) {
         self.diags.push(Diagnostic::new(Some(span), key, msg));
     }
 
     /// The line and column where `span` starts, kept in the model for checks made after validation.
     fn at(&self, span: Range<usize>) -> At {
-        let d = Diagnostic::new(Some(span), "", "").locate(self.source);
-        let (line, col) = d.line_col.unwrap_or((0, 0));
-        At { line, col }
+        let before = self.lines.partition_point(|&nl| nl < span.start);
+        let line_start = if before == 0 {
+            0
+        } else {
+            self.lines[before - 1] + 1
+        };
+        At {
+            line: before + 1,
+            col: span.start.saturating_sub(line_start) + 1,
+        }
     }
 
     fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {

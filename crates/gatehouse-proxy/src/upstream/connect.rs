@@ -3,10 +3,12 @@
 //! connection's I/O runs in its own task on the current worker.
 
 use super::body::RequestBody;
-use super::sender::Sender;
+use super::h2_settings::SettingsReader;
+use super::sender::{H2Streams, Sender};
 use super::{Settings, Upstream};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -68,6 +70,8 @@ where
     let addr = up.addr;
     let io = TokioIo::new(io);
     if h2 {
+        let streams = Arc::new(H2Streams::default());
+        let io = TokioIo::new(SettingsReader::new(io.into_inner(), streams.clone()));
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake::<_, RequestBody>(io)
@@ -77,7 +81,11 @@ where
                 tracing::debug!(%addr, error = %e, "upstream h2 connection ended");
             }
         });
-        return Ok(Sender::H2(sender));
+        // The pool's handle, and one stream of it for the request that opened it.
+        let pooled = Sender::h2(sender, streams);
+        return pooled
+            .share()
+            .ok_or_else(|| ConnectError::Io(std::io::Error::other("the server allows no stream")));
     }
     // The read buffer bounds what an upstream connection holds for a client that reads slowly (hyper's default
     // grows to ~400 KiB): beyond it, the server's bytes wait in its socket.

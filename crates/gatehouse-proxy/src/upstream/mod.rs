@@ -4,10 +4,12 @@
 //! * [`connect`] opens one (TCP_NODELAY, connect timeout, TLS if asked, HTTP/1.1 or HTTP/2 handshake);
 //! * [`pool`] keeps idle keep-alive connections per server and worker (and shares HTTP/2 ones), so most
 //!   requests open none;
-//! * [`sender`] is the handle a request is sent on; [`body`] the request body as it goes up.
+//! * [`sender`] is the handle a request is sent on (an HTTP/2 one holds a stream, up to the server's limit,
+//!   which [`h2_settings`] reads); [`body`] the request body as it goes up.
 
 pub mod body;
 pub mod connect;
+pub mod h2_settings;
 pub mod pool;
 pub mod sender;
 

@@ -32,18 +32,17 @@ impl ConnPool {
     }
 
     /// A ready idle connection not older than `idle_timeout`, if any. An HTTP/2 connection is shared: a
-    /// handle is returned and the connection stays in the pool.
+    /// handle holding one of its streams is returned and the connection stays in the pool; one whose streams
+    /// are all in use is passed over (a new connection will be opened beside it).
     pub fn checkout(&self, idle_timeout: Duration) -> Option<Sender> {
         let mut idle = self.mine().lock().unwrap_or_else(|e| e.into_inner());
+        // A pool holds one kind of connection (its key says HTTP/2 or not).
+        if idle.last().is_some_and(|(s, _)| s.is_h2()) {
+            idle.retain(|(s, _)| !s.is_closed());
+            return idle.iter().find_map(|(s, _)| s.share());
+        }
+        // HTTP/1.1: last in, first out, so surplus connections age out at the bottom.
         while let Some((sender, since)) = idle.pop() {
-            if sender.is_h2() {
-                if sender.is_closed() {
-                    continue;
-                }
-                let shared = sender.share();
-                idle.push((sender, since));
-                return shared;
-            }
             if sender.is_ready() && since.elapsed() < idle_timeout {
                 return Some(sender);
             }
@@ -51,12 +50,12 @@ impl ConnPool {
         None
     }
 
-    /// Offers a new HTTP/2 connection to other requests on this worker.
+    /// Offers a new HTTP/2 connection to other requests on this worker (beside the ones it has: each
+    /// takes as many streams as its server allows).
     pub fn share_h2(&self, sender: &Sender) {
-        if let Some(shared) = sender.share() {
+        if let Some(pooled) = sender.pooled() {
             let mut idle = self.mine().lock().unwrap_or_else(|e| e.into_inner());
-            idle.retain(|(s, _)| !s.is_h2());
-            idle.push((shared, Instant::now()));
+            idle.push((pooled, Instant::now()));
         }
     }
 

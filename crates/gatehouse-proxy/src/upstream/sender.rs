@@ -1,29 +1,95 @@
 //! A request sender on an upstream connection, HTTP/1.1 (one request at a time, lent out) or HTTP/2
 //! (multiplexed, shared).
+//!
+//! An HTTP/2 connection takes at most as many streams at once as the server allows (its SETTINGS'
+//! MAX_CONCURRENT_STREAMS, read by [`crate::upstream::h2_settings`]); hyper would queue more inside the
+//! connection, where they wait, time out and count against the server. So every HTTP/2 handle handed to a
+//! request counts one stream on its connection until the request lets it go, and the pool opens another
+//! connection when every one it has is full.
 
 use super::body::RequestBody;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub enum Sender {
     H1(http1::SendRequest<RequestBody>),
-    H2(http2::SendRequest<RequestBody>),
+    H2(H2Sender),
+}
+
+/// A handle on a shared HTTP/2 connection.
+#[derive(Debug)]
+pub struct H2Sender {
+    tx: http2::SendRequest<RequestBody>,
+    streams: Arc<H2Streams>,
+    /// This handle holds one of the connection's streams (a request's handle; the pool's own does not).
+    counted: bool,
+}
+
+/// How many streams an HTTP/2 connection has in use, and how many its server allows.
+#[derive(Debug)]
+pub struct H2Streams {
+    in_use: AtomicU32,
+    /// The server's MAX_CONCURRENT_STREAMS; unlimited until its SETTINGS say otherwise (RFC 9113 §6.5.2).
+    max: AtomicU32,
+}
+
+impl Default for H2Streams {
+    fn default() -> Self {
+        H2Streams {
+            in_use: AtomicU32::new(0),
+            max: AtomicU32::new(u32::MAX),
+        }
+    }
+}
+
+impl H2Streams {
+    /// The server's limit, as its SETTINGS frame gave it.
+    pub fn set_max(&self, max: u32) {
+        self.max.store(max, Relaxed);
+    }
+
+    /// Takes a stream if one is free.
+    fn take(&self) -> bool {
+        let max = self.max.load(Relaxed);
+        self.in_use
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+}
+
+impl Drop for H2Sender {
+    fn drop(&mut self) {
+        if self.counted {
+            self.streams.in_use.fetch_sub(1, Relaxed);
+        }
+    }
 }
 
 impl Sender {
+    /// The pool's handle on a new HTTP/2 connection.
+    pub fn h2(tx: http2::SendRequest<RequestBody>, streams: Arc<H2Streams>) -> Sender {
+        Sender::H2(H2Sender {
+            tx,
+            streams,
+            counted: false,
+        })
+    }
+
     pub fn is_ready(&self) -> bool {
         match self {
             Sender::H1(s) => s.is_ready(),
-            Sender::H2(s) => s.is_ready(),
+            Sender::H2(s) => s.tx.is_ready(),
         }
     }
 
     pub fn is_closed(&self) -> bool {
         match self {
             Sender::H1(s) => s.is_closed(),
-            Sender::H2(s) => s.is_closed(),
+            Sender::H2(s) => s.tx.is_closed(),
         }
     }
 
@@ -31,11 +97,30 @@ impl Sender {
         matches!(self, Sender::H2(_))
     }
 
-    /// Another handle on a shared HTTP/2 connection (`None` for HTTP/1.1, which cannot be shared).
+    /// A handle for one request on a shared HTTP/2 connection, holding one of its streams; `None` for
+    /// HTTP/1.1 (which cannot be shared) or when every stream the server allows is in use.
     pub fn share(&self) -> Option<Sender> {
         match self {
             Sender::H1(_) => None,
-            Sender::H2(s) => Some(Sender::H2(s.clone())),
+            Sender::H2(s) => s.streams.take().then(|| {
+                Sender::H2(H2Sender {
+                    tx: s.tx.clone(),
+                    streams: s.streams.clone(),
+                    counted: true,
+                })
+            }),
+        }
+    }
+
+    /// The pool's (uncounted) handle on this HTTP/2 connection.
+    pub fn pooled(&self) -> Option<Sender> {
+        match self {
+            Sender::H1(_) => None,
+            Sender::H2(s) => Some(Sender::H2(H2Sender {
+                tx: s.tx.clone(),
+                streams: s.streams.clone(),
+                counted: false,
+            })),
         }
     }
 
@@ -43,7 +128,7 @@ impl Sender {
     pub async fn ready(&mut self) -> hyper::Result<()> {
         match self {
             Sender::H1(s) => s.ready().await,
-            Sender::H2(s) => s.ready().await,
+            Sender::H2(s) => s.tx.ready().await,
         }
     }
 
@@ -54,7 +139,24 @@ impl Sender {
     ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
         match self {
             Sender::H1(s) => s.try_send_request(req).await,
-            Sender::H2(s) => s.try_send_request(req).await,
+            Sender::H2(s) => s.tx.try_send_request(req).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_taken_up_to_the_servers_limit() {
+        let s = H2Streams::default();
+        assert!((0..1000).all(|_| s.take()), "unlimited until SETTINGS say");
+        let s = H2Streams::default();
+        s.set_max(2);
+        assert!(s.take() && s.take());
+        assert!(!s.take());
+        s.in_use.fetch_sub(1, Relaxed);
+        assert!(s.take());
     }
 }
