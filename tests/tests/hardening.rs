@@ -900,3 +900,165 @@ async fn http2_upstreams_get_another_connection_at_their_stream_limit() {
         start.elapsed()
     );
 }
+
+/// Probes `addr` with the first bytes of a TLS ClientHello: true if the answer is plaintext HTTP.
+async fn answers_plaintext_to_tls(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(Ok(mut s)) = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    else {
+        return false;
+    };
+    if s.write_all(b"\x16\x03\x01\x00\x05hello").await.is_err() {
+        return false;
+    }
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut first)).await,
+        Ok(Ok(1)) if first[0] == b'H'
+    )
+}
+
+/// 14. A reload never lets a TLS port answer plaintext, nor a plain port speak TLS: what a listener serves
+///     belongs to its accept loops, and a reload that changes it starts new loops. (The window between bind
+///     and swap cannot be forced from outside; probes run through every reload that opens the TLS port.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_never_lets_a_tls_port_serve_plaintext() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = gatehouse_e2e::tls::TestCa::new("ca");
+    let (c, k) = ca.issue_files(dir.path(), "a", &["a.test"]);
+    let port = gatehouse_e2e::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let site = format!(
+        "[[site]]\nhosts = [\"a.test\"]\ndefault = true\ntls = {{ cert = \"{}\", key = \"{}\" }}\n  [[site.route]]\n  path = \"/\"\n  respond = \"a\"\n",
+        c.display(),
+        k.display()
+    );
+    let with_tls = format!("{site}[[listener]]\nname = \"tls\"\nbind = \"{addr}\"\ntls = true\n");
+    let g = Gatehouse::start(&site);
+
+    // The TLS port opens and closes with each reload while probes hammer it.
+    let (stop, plaintext, probes) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let prober = {
+        let (stop, plaintext, probes) = (stop.clone(), plaintext.clone(), probes.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if answers_plaintext_to_tls(addr).await {
+                    plaintext.fetch_add(1, Ordering::Relaxed);
+                }
+                probes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    for _ in 0..6 {
+        g.write_config(&with_tls);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        g.write_config(&site);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    prober.await.unwrap();
+    assert!(probes.load(Ordering::Relaxed) > 10);
+    assert_eq!(
+        plaintext.load(Ordering::Relaxed),
+        0,
+        "a TLS port answered plaintext"
+    );
+
+    // A kind change on the same port: plain, then TLS. After it, only TLS.
+    let plain_port = format!("{site}[[listener]]\nname = \"p\"\nbind = \"{addr}\"\n");
+    g.write_config(&plain_port);
+    assert!(
+        gatehouse_e2e::eventually(std::time::Duration::from_secs(5), || {
+            answers_plaintext_to_tls(addr)
+        })
+        .await,
+        "the plain listener: {}",
+        g.logs()
+    );
+    g.write_config(&with_tls);
+    let client = ca.client(&[&rustls::version::TLS13], &[b"http/1.1"]);
+    assert!(
+        gatehouse_e2e::eventually(std::time::Duration::from_secs(5), || {
+            let client = client.clone();
+            async move {
+                gatehouse_e2e::tls::connect(addr, "a.test", client)
+                    .await
+                    .is_ok()
+            }
+        })
+        .await,
+        "{}",
+        g.logs()
+    );
+    for _ in 0..20 {
+        assert!(
+            !answers_plaintext_to_tls(addr).await,
+            "plaintext after the switch to TLS"
+        );
+    }
+}
+
+/// Listeners with proxy_protocol = true: a PROXY v1 or v2 header names the client, believed only from a
+/// trusted proxy; a connection without one is closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_protocol_headers_name_the_client_from_trusted_proxies() {
+    let a = Backend::start("a").await;
+    let start = |trusted: &str| {
+        let port = gatehouse_e2e::free_port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let g = Gatehouse::start_raw(
+            &format!(
+                "{}\n[[listener]]\nname = \"lb\"\nbind = \"{addr}\"\nproxy_protocol = true\n",
+                gatehouse_e2e::single_pool(
+                    &format!("\"{}\"", a.addr),
+                    "",
+                    &format!("trusted_proxies = [\"{trusted}\"]")
+                )
+            ),
+            addr,
+        );
+        (g, addr)
+    };
+    let get = b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n";
+    let (_g, addr) = start("127.0.0.1/32");
+    let r = raw(
+        addr,
+        &[&b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n"[..], get].concat(),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(a.seen().last().unwrap().headers["x-real-ip"], "203.0.113.9");
+    // v2: signature, PROXY command, TCP over IPv4, 12 address bytes.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[198, 51, 100, 7, 127, 0, 0, 1, 0x30, 0x39, 0, 80]);
+    let r = raw(addr, &[&v2[..], get].concat()).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(
+        a.seen().last().unwrap().headers["x-real-ip"],
+        "198.51.100.7"
+    );
+    // Without the header: closed, nothing served.
+    let before = a.count();
+    assert_eq!(raw(addr, get).await, "");
+    assert_eq!(a.count(), before);
+
+    // From a peer that is not a trusted proxy, the header is read but not believed.
+    let (_g, addr) = start("10.0.0.0/8");
+    let r = raw(
+        addr,
+        &[&b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n"[..], get].concat(),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(a.seen().last().unwrap().headers["x-real-ip"], "127.0.0.1");
+}

@@ -5,9 +5,11 @@
 //! * [`accept_loop`]: one per listener per worker, all on the same socket.
 //! * [`serve`]: one task per connection: TLS handshake if the listener says so, HTTP/1.1 or HTTP/2 by hyper,
 //!   beside the connection's watchdog.
-//! * [`client_io`]: the client socket, wrapped to feed the watchdog's head clock and the head scanner.
+//! * [`client_io`]: the client socket, wrapped to feed the watchdog's clocks and the framing scanner.
+//! * [`proxy_header`]: the PROXY protocol header a load balancer in front may send first.
 
 pub mod client_io;
+pub mod proxy_header;
 pub mod serve;
 pub mod set;
 

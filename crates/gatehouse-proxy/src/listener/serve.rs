@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 pub async fn serve_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     addr: SocketAddr,
     ctx: Arc<ListenerContext>,
     permits: Permits,
@@ -32,8 +32,10 @@ pub async fn serve_connection(
     let open = ctx.tracker.open();
     let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
-    let (protocols, max_target) = {
+    let (protocols, max_target, trusted) = {
         let snap = ctx.snapshot.load();
+        let trusted = ctx.settings.proxy_protocol
+            && crate::headers::forwarded::is_trusted(&snap.trusted_proxies, addr.ip());
         let p = Protocols {
             http1: snap.http1.clone(),
             http2: snap.http2.clone(),
@@ -43,8 +45,24 @@ pub async fn serve_connection(
                 snap.send_timeout,
             ),
         };
-        (p, snap.max_request_target)
+        (p, snap.max_request_target, trusted)
     };
+    // The PROXY header first, when the listener expects one: the client's address, believed only from a
+    // trusted proxy.
+    let mut addr = addr;
+    if ctx.settings.proxy_protocol {
+        match super::proxy_header::read(&mut stream, protocols.timeouts.head()).await {
+            Ok(Some(client)) if trusted => addr = client,
+            Ok(Some(client)) => {
+                tracing::debug!(peer = %addr, claimed = %client, "PROXY header from an untrusted peer: not believed")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(peer = %addr, error = %e, "closing: the listener expects a PROXY header");
+                return;
+            }
+        }
+    }
     // The listener's own settings, fixed when its accept loops started: never another kind's.
     let name = ctx.settings.name.clone();
     let timeouts = protocols.timeouts;
