@@ -118,6 +118,8 @@ async fn answers_of_gatehouse_itself_404_and_502_are_reported() {
     );
     assert!(not_found.attempts.is_empty());
     assert_eq!(not_found.bytes_out, "404 Not Found\n".len() as u64);
+    assert_eq!(bad_gateway.site.as_deref(), Some("example.com"));
+    assert_eq!(bad_gateway.bytes_out, "502 Bad Gateway\n".len() as u64);
     assert_eq!(bad_gateway.route.as_deref(), Some("/api/"));
     assert_eq!(bad_gateway.pool.as_deref(), Some("p"));
     assert_eq!(bad_gateway.attempts.len(), 1);
@@ -227,4 +229,36 @@ async fn many_requests_many_reports_each_id_once() {
     let ids: HashSet<&str> = ended.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids.len(), 100, "every id reported once");
     assert!(ended.iter().all(|e| e.end == Some(EndReason::Complete)));
+}
+
+/// Answers with no body on the wire (HEAD, 204), proxied or Gatehouse's own, end complete, not aborted.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodiless_answers_are_complete() {
+    let a = Backend::start("a").await;
+    let config = format!(
+        "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/api/\"\n  pool = \"p\"\n  strip_prefix = true\n  [[site.route]]\n  path = \"/fixed\"\n  respond = \"hello\"\n[pool.p]\nservers = [\"{}\"]\n",
+        a.addr
+    );
+    let (g, rec) = start(&config);
+    let client = http1();
+    for (method, path, status) in [
+        (Method::HEAD, "/api/x", 200),
+        (Method::HEAD, "/nothing", 404),
+        (Method::HEAD, "/fixed", 200),
+        (Method::GET, "/api/status/204", 204),
+    ] {
+        assert_eq!(
+            send(&client, method, &g.url(path), &[], Bytes::new())
+                .await
+                .status,
+            status,
+            "{path}"
+        );
+    }
+    let ended = rec.wait_for(4).await;
+    assert_eq!(ended.len(), 4, "{ended:?}");
+    for e in &ended {
+        assert_eq!(e.end, Some(EndReason::Complete), "{e:?}");
+        assert_eq!(e.bytes_out, 0, "{e:?}");
+    }
 }

@@ -9,6 +9,7 @@
 //! `async fn` in a trait cannot be called through `dyn`; so each method returns a boxed future
 //! (`async-trait`). One small allocation per storage call is nothing next to a disk write or a round trip.
 
+// `file` implements the trait defined here: a cycle inside this folder only.
 mod file;
 
 pub use file::FileStorage;

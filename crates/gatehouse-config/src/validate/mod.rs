@@ -7,7 +7,8 @@
 //! value's [`At`] so those problems name their line too.
 //!
 //! One file per section of the config, each with its tests beside it: [`server`], [`listeners`], [`pools`],
-//! [`sites`], [`acme`], and [`coherence`] for the checks that span sections.
+//! [`sites`], [`acme`], and [`coherence`] for the checks that span sections. They share the [`Checker`]
+//! defined here (and this file calls them): a cycle inside the folder, which is one stage.
 
 mod acme;
 mod coherence;

@@ -4,7 +4,9 @@
 //! * [`drain`]: counts open connections and tunnels, so shutdown knows when everything has drained.
 //! * [`peer`]: the connection's immutable facts (addresses, listener, TLS), read by every request.
 //! * [`clock`]: the watchdog's clocks (idle, request head) — the only code that reads or writes them.
-//! * [`framing`]: the head scanner, for the one framing fact hyper hides.
+//! * [`framing`]: the framing scanner, for what hyper hides or acts on too late.
+//!
+//! The files of this folder use the [`Conn`] defined here, and it uses theirs: one small folder, one concept.
 
 mod clock;
 mod drain;

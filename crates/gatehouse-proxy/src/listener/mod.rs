@@ -7,6 +7,9 @@
 //!   beside the connection's watchdog.
 //! * [`client_io`]: the client socket, wrapped to feed the watchdog's clocks and the framing scanner.
 //! * [`proxy_header`]: the PROXY protocol header a load balancer in front may send first.
+//!
+//! `serve` uses the [`ListenerContext`] defined here and this file spawns `serve`: a cycle inside the folder,
+//! which is one concern (a listener and the connections it accepts).
 
 pub mod client_io;
 pub mod proxy_header;

@@ -42,19 +42,47 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
 
     let mut sites = HostTable::default();
     for (i, site) in config.sites.iter().enumerate() {
-        let routes = site.routes.iter().filter_map(|r| {
+        let mut routes = Vec::with_capacity(site.routes.len());
+        for (j, r) in site.routes.iter().enumerate() {
+            // Validation makes each of these impossible; if one slipped through, the route must not
+            // silently vanish (its requests would fall to a shorter prefix, past its access rules).
+            let invalid = |what: &str| {
+                Diagnostic::new(None, format!("site[{i}].route[{j}]"), what.to_string())
+            };
             let action = match &r.action {
-                RouteAction::Pool { pool, strip_prefix } => ActionRt::Pool {
-                    pool: by_name.get(pool.as_str())?.clone(),
-                    strip_prefix: *strip_prefix,
+                RouteAction::Pool { pool, strip_prefix } => match by_name.get(pool.as_str()) {
+                    Some(p) => ActionRt::Pool {
+                        pool: p.clone(),
+                        strip_prefix: *strip_prefix,
+                    },
+                    None => {
+                        problems.push(invalid("names a pool that was not compiled"));
+                        continue;
+                    }
                 },
-                RouteAction::Redirect { location, status } => ActionRt::Redirect {
-                    location: HeaderValue::from_str(location).ok()?,
-                    status: StatusCode::from_u16(*status).ok()?,
-                },
-                RouteAction::Respond { body, status } => ActionRt::Respond {
-                    body: Bytes::from(body.clone()),
-                    status: StatusCode::from_u16(*status).ok()?,
+                RouteAction::Redirect { location, status } => {
+                    match (
+                        HeaderValue::from_str(location),
+                        StatusCode::from_u16(*status),
+                    ) {
+                        (Ok(location), Ok(status)) => ActionRt::Redirect { location, status },
+                        _ => {
+                            problems.push(invalid(
+                                "redirect is not a header value, or its status is not one",
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                RouteAction::Respond { body, status } => match StatusCode::from_u16(*status) {
+                    Ok(status) => ActionRt::Respond {
+                        body: Bytes::from(body.clone()),
+                        status,
+                    },
+                    Err(_) => {
+                        problems.push(invalid("status is not an HTTP status"));
+                        continue;
+                    }
                 },
             };
             let rt = RouteRt {
@@ -64,8 +92,8 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
                 upgrades: r.upgrades.iter().map(|u| u.as_str().into()).collect(),
                 tunnel_idle_timeout: r.tunnel_idle_timeout,
             };
-            Some((r.path.clone(), rt))
-        });
+            routes.push((r.path.clone(), rt));
+        }
         let exact = site.hosts.iter().filter_map(|h| match h {
             HostPattern::Exact(n) => Some(n.as_str()),
             HostPattern::Wildcard(_) => None,
@@ -90,10 +118,18 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
                 paths: PathTable::new(routes),
                 redirect_https: site.redirect_https,
                 allow_encoded_slashes: site.allow_encoded_slashes,
-                hsts: site
-                    .hsts
-                    .as_deref()
-                    .and_then(|h| HeaderValue::from_str(h).ok()),
+                hsts: match site.hsts.as_deref().map(HeaderValue::from_str) {
+                    None => None,
+                    Some(Ok(v)) => Some(v),
+                    Some(Err(_)) => {
+                        problems.push(Diagnostic::new(
+                            None,
+                            format!("site[{i}].hsts"),
+                            "is not a header value",
+                        ));
+                        None
+                    }
+                },
             },
             exact,
             wild,
@@ -122,6 +158,9 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
         .iter()
         .find(|l| l.tls.is_some())
         .map(|l| l.bind.port());
+    if !problems.is_empty() {
+        return Err(problems);
+    }
 
     Ok(Snapshot {
         http01: reg.http01.clone(),

@@ -9,6 +9,9 @@
 //! * [`compile`] builds a snapshot from a validated config (resolving server names, reading CA files);
 //! * [`registries`] holds the long-lived state a compile reads and shares;
 //! * [`observer`] is the end-of-request hook each snapshot carries.
+//!
+//! These files and this one name each other's types (a snapshot holds its observer, the observer is told
+//! the snapshot): a cycle inside the folder, which is one concept.
 
 pub mod compile;
 pub mod observer;

@@ -6,6 +6,8 @@
 //!   requests open none;
 //! * [`sender`] is the handle a request is sent on (an HTTP/2 one holds a stream, up to the server's limit,
 //!   which [`h2_settings`] reads); [`body`] the request body as it goes up.
+//!
+//! The files use the [`Upstream`] and [`Settings`] defined here: a cycle inside the folder only.
 
 pub mod body;
 pub mod connect;
