@@ -445,6 +445,54 @@ async fn a_stalled_request_body_gets_408() {
     );
 }
 
+/// 3b'. An upload that stalls after the server has already answered is cut after body_timeout too: the
+///     upstream connection and the client's are closed (they used to wait for the rest forever).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_stalled_after_an_early_answer_is_cut() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that answers at once and then goes on reading the body until its connection ends.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = l.local_addr().unwrap();
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let ended_tx = ended_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+                    .await;
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                let _ = ended_tx.send(());
+            });
+        }
+    });
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{backend}\""),
+        "",
+        "body_timeout = \"1s\"",
+    ));
+    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 1000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(6), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("early"),
+        "{text}"
+    );
+    assert!(
+        read.is_ok(),
+        "the client's connection was not closed: {text}"
+    );
+    let upstream = tokio::time::timeout(Duration::from_secs(6), ended.recv()).await;
+    assert!(upstream.is_ok(), "the upstream connection was not closed");
+}
+
 /// 3c. An upgraded tunnel with no bytes either way for tunnel_idle_timeout is closed.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_tunnel_is_closed() {
@@ -516,6 +564,131 @@ async fn a_listener_stops_accepting_at_max_connections() {
         "the limit is logged:\n{}",
         g.logs()
     );
+}
+
+/// 3d''. A reload that changes max_connections keeps counting the connections already open (a fresh limit
+///      used to start from zero, letting old and new together past the new cap).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reloaded_limit_counts_open_connections() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let port = gatehouse_e2e::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = |max: usize| {
+        format!(
+            "{}\n[[listener]]\nname = \"capped\"\nbind = \"{addr}\"\nmax_connections = {max}\n",
+            gatehouse_e2e::single_pool(&format!("\"{}\"", a.addr), "", "")
+        )
+    };
+    let g = Gatehouse::start(&config(2));
+    // Served on a connection that stays open.
+    async fn served(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        if s.write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let mut buf = [0u8; 1024];
+        matches!(tokio::time::timeout(within, s.read(&mut buf)).await, Ok(Ok(n)) if n > 0)
+    }
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(served(&mut s, Duration::from_secs(5)).await);
+        open.push(s);
+    }
+    g.write_config(&config(3));
+    assert!(
+        gatehouse_e2e::eventually(Duration::from_secs(5), || async {
+            g.logs().contains("changes=~listener capped")
+        })
+        .await,
+        "{}",
+        g.logs()
+    );
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        served(&mut third, Duration::from_secs(5)).await,
+        "room for one more"
+    );
+    let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        !served(&mut fourth, Duration::from_millis(800)).await,
+        "served beyond the reloaded max_connections = 3"
+    );
+    drop(open);
+    let mut buf = [0u8; 1024];
+    let late = tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut buf)).await;
+    assert!(
+        matches!(late, Ok(Ok(n)) if n > 0),
+        "served once others closed"
+    );
+}
+
+/// 3d'. A tunnel keeps its connection's slot, over TLS too (the slot used to go back when a TLS connection was
+///     upgraded, so tunnels escaped `max_connections`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_tunnel_keeps_its_connection_slot() {
+    use gatehouse_e2e::tls::{connect, TestCa};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("ca");
+    let (cert, key) = ca.issue_files(dir.path(), "site", &["example.com"]);
+    let backend = switching_backend("websocket", b"HELLO").await;
+    let tls_port = gatehouse_e2e::free_port();
+    let tls_addr: std::net::SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let g = Gatehouse::start(&format!(
+        "[[listener]]\nname = \"tls\"\nbind = \"{tls_addr}\"\ntls = true\nmax_connections = 1\n[[site]]\nhosts = [\"example.com\"]\ndefault = true\ntls = {{ cert = \"{}\", key = \"{}\" }}\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n[pool.p]\nservers = [\"{backend}\"]\n",
+        cert.display(),
+        key.display()
+    ));
+    let client = ca.client(&[&rustls::version::TLS13], &[b"http/1.1"]);
+    let mut tunnel = connect(tls_addr, "example.com", client.clone())
+        .await
+        .expect("handshake");
+    tunnel
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"HELLO") {
+        let n = tokio::time::timeout(Duration::from_secs(5), tunnel.read(&mut buf))
+            .await
+            .expect("the tunnel answers")
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // The tunnel holds the only slot: a second client is not accepted (its handshake does not complete).
+    let second = tokio::time::timeout(
+        Duration::from_millis(800),
+        connect(tls_addr, "example.com", client.clone()),
+    )
+    .await;
+    assert!(
+        second.is_err(),
+        "accepted beside a tunnel at max_connections = 1"
+    );
+    drop(tunnel);
+    let late = tokio::time::timeout(
+        Duration::from_secs(5),
+        connect(tls_addr, "example.com", client),
+    )
+    .await;
+    assert!(
+        matches!(late, Ok(Ok(_))),
+        "the slot came back when the tunnel ended"
+    );
+    drop(g);
 }
 
 /// 3e. HTTP/2 limits are explicit: the server's SETTINGS name max concurrent streams and header list size.
@@ -695,8 +868,6 @@ async fn encoded_paths_cannot_slip_past_a_route() {
         a.seen()
     );
 
-    let b = Backend::start("b").await;
-    let _ = b;
     let g = Gatehouse::start(&config("allow_encoded_slashes = true"));
     let r = raw(
         g.addr,
@@ -715,6 +886,35 @@ async fn encoded_paths_cannot_slip_past_a_route() {
         Some("/files%2Fa"),
         "passed through as sent"
     );
+
+    // A stripped prefix comes off as it matched, across `;parameters` (it used to go upstream unstripped);
+    // a path whose match only a re-resolved `..` made is refused rather than sent unstripped.
+    let g = Gatehouse::start(&format!(
+        "[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/api/\"\n  pool = \"p\"\n  strip_prefix = true\n[pool.p]\nservers = [\"{}\"]\n",
+        a.addr
+    ));
+    for (path, want, upstream) in [
+        ("/api;v=2/users?q", 200, Some("/users")),
+        ("/x/..;y/api/users", 400, None),
+    ] {
+        let before = a.count();
+        let r = raw(
+            g.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_eq!(r.get(9..12), Some(want.to_string().as_str()), "{path}: {r}");
+        let seen = a.seen();
+        match upstream {
+            Some(p) => assert_eq!(
+                seen.last().map(|s| s.uri.path().to_string()).as_deref(),
+                Some(p),
+                "{path}"
+            ),
+            None => assert_eq!(a.count(), before, "{path} reached the backend"),
+        }
+    }
 }
 
 /// `openssl s_client` against `addr`, without SNI when `sni` is None; returns its output.

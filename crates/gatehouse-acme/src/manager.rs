@@ -58,6 +58,8 @@ pub struct AcmeSite {
     pub id: String,
     pub names: Vec<String>,
     pub default: bool,
+    /// Its place in the config (see `gatehouse_tls::SiteCert::order`).
+    pub order: usize,
 }
 
 /// Puts a certificate into service.

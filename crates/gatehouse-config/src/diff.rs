@@ -1,6 +1,6 @@
 //! What changed between two configs, as data: a reload logs it, tests assert on it.
 
-use crate::model::{Config, HostPattern, Site};
+use crate::model::{Config, HostPattern, Server, Site};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +117,28 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
             out.push(Change::SiteRemoved(name));
         }
     }
-    let (o, n) = (&old.server, &new.server);
+    // Destructured without `..`: a new `[server]` key does not compile until it is diffed here, so a reload
+    // never calls a changed file "the same".
+    let Server {
+        admin,
+        log_level,
+        access_log,
+        access_log_format,
+        grace_period,
+        workers,
+        admin_token,
+        trusted_proxies,
+        header_read_timeout,
+        idle_timeout,
+        max_header_size,
+        tls_min_version,
+        send_timeout,
+        body_timeout,
+        strict_sni,
+        max_connections_per_worker,
+        max_request_target,
+    } = &old.server;
+    let n = &new.server;
     let mut setting = |changed: bool, key: &'static str, restart: bool| {
         if changed {
             out.push(Change::ServerSetting { key, restart });
@@ -125,28 +146,48 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     };
     setting(old.acme != new.acme, "acme", true);
     setting(
-        o.tls_min_version != n.tls_min_version,
+        *tls_min_version != n.tls_min_version,
         "tls_min_version",
         false,
     );
-    setting(o.workers != n.workers, "workers", true);
-    setting(o.log_level != n.log_level, "log_level", true);
-    setting(o.admin != n.admin, "admin", true);
+    setting(*workers != n.workers, "workers", true);
+    setting(*log_level != n.log_level, "log_level", true);
+    setting(*admin != n.admin, "admin", true);
+    setting(*admin_token != n.admin_token, "admin_token", true);
+    setting(*access_log != n.access_log, "access_log", true);
     setting(
-        o.trusted_proxies != n.trusted_proxies,
+        *access_log_format != n.access_log_format,
+        "access_log_format",
+        true,
+    );
+    setting(
+        *trusted_proxies != n.trusted_proxies,
         "trusted_proxies",
         false,
     );
-    setting(o.grace_period != n.grace_period, "grace_period", false);
+    setting(*grace_period != n.grace_period, "grace_period", false);
     setting(
-        o.header_read_timeout != n.header_read_timeout,
+        *header_read_timeout != n.header_read_timeout,
         "header_read_timeout",
         false,
     );
-    setting(o.idle_timeout != n.idle_timeout, "idle_timeout", false);
+    setting(*idle_timeout != n.idle_timeout, "idle_timeout", false);
     setting(
-        o.max_header_size != n.max_header_size,
+        *max_header_size != n.max_header_size,
         "max_header_size",
+        false,
+    );
+    setting(*send_timeout != n.send_timeout, "send_timeout", false);
+    setting(*body_timeout != n.body_timeout, "body_timeout", false);
+    setting(*strict_sni != n.strict_sni, "strict_sni", false);
+    setting(
+        *max_connections_per_worker != n.max_connections_per_worker,
+        "max_connections_per_worker",
+        true,
+    );
+    setting(
+        *max_request_target != n.max_request_target,
+        "max_request_target",
         false,
     );
     out
@@ -197,12 +238,6 @@ servers = ["127.0.0.1:9001"]
             ]
         );
     }
-}
-
-#[cfg(test)]
-mod listener_tests {
-    use super::*;
-    use crate::parse;
 
     /// A listener keeping its bind but changing name (or TLS settings) is a change, not "nothing to apply".
     #[test]
@@ -215,5 +250,27 @@ mod listener_tests {
         let tls13 = parse(&format!("[server]\ntls_min_version = \"1.3\"\n{base}"), "c").unwrap();
         let changes: Vec<String> = diff(&old, &tls13).iter().map(ToString::to_string).collect();
         assert_eq!(changes, ["~server.tls_min_version"]);
+    }
+
+    #[test]
+    fn every_server_key_counts_as_a_change() {
+        let a = parse(BASE, "a").unwrap();
+        for (line, key) in [
+            ("send_timeout = \"5s\"", "~server.send_timeout"),
+            ("body_timeout = \"5s\"", "~server.body_timeout"),
+            ("strict_sni = true", "~server.strict_sni"),
+            (
+                "max_request_target = \"4KiB\"",
+                "~server.max_request_target",
+            ),
+            (
+                "max_connections_per_worker = 5000",
+                "~server.max_connections_per_worker (applies on restart)",
+            ),
+        ] {
+            let b = parse(&format!("{BASE}[server]\n{line}\n"), "b").unwrap();
+            let changes: Vec<String> = diff(&a, &b).iter().map(ToString::to_string).collect();
+            assert_eq!(changes, [key], "{line}");
+        }
     }
 }

@@ -87,6 +87,7 @@ fn site_certs(config: &Config) -> (Vec<SiteCert>, Vec<(usize, At)>) {
         certs.push(SiteCert {
             hosts: site.hosts.iter().map(|h| h.as_config()).collect(),
             default: site.default,
+            order: i,
             cert: cert.clone(),
             key: key.clone(),
         });

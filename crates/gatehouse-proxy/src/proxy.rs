@@ -138,7 +138,7 @@ impl Proxy {
         let Diff {
             open,
             close,
-            renamed,
+            updated,
             respawn,
         } = self.lock_listeners().diff(&wanted);
         let opened = self.open_listeners(&open)?;
@@ -146,11 +146,11 @@ impl Proxy {
         // swap; the old ones stop after it (each connection is served as the kind its loop had).
         let mut respawned = Vec::new();
         for w in &respawn {
-            let socket = self
+            let (socket, limit) = self
                 .lock_listeners()
-                .socket(w.bind)
+                .loops_of(w.bind)
                 .ok_or_else(|| std::io::Error::other(format!("listener {:?} is gone", w.name)))??;
-            respawned.push((w, self.spawn_loops(w, &socket)?));
+            respawned.push((w, self.spawn_loops(w, &socket, limit)?));
         }
 
         let generation = self.generation.load(Relaxed) + 1;
@@ -178,8 +178,8 @@ impl Proxy {
                 report.listeners_removed.push(bind);
             }
         }
-        for w in &renamed {
-            set.rename(w);
+        for w in &updated {
+            set.update(w);
         }
         for (w, stop) in respawned {
             tracing::info!(listener = %w.name, addr = %w.bind, kind = ?w.kind, "listener settings changed: new connections get them");
@@ -260,12 +260,14 @@ impl Proxy {
         let mut out = Vec::new();
         for (w, socket) in sockets {
             let local = socket.local_addr()?;
-            let stop = self.spawn_loops(w, &socket)?;
+            let limit = Arc::new(Limit::new("max_connections", w.max_connections));
+            let stop = self.spawn_loops(w, &socket, limit.clone())?;
             out.push(Bound {
                 wanted: w.clone(),
                 local,
                 socket,
                 stop,
+                limit,
             });
         }
         Ok(out)
@@ -276,6 +278,7 @@ impl Proxy {
         &self,
         w: &Wanted,
         socket: &std::net::TcpListener,
+        limit: Arc<Limit>,
     ) -> std::io::Result<watch::Sender<bool>> {
         let local = socket.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
@@ -297,8 +300,7 @@ impl Proxy {
             snapshot: self.snapshot.clone(),
             tracker: self.tracker.clone(),
             shutdown: self.shutdown.subscribe(),
-            limit: (w.max_connections > 0)
-                .then(|| Limit::new("max_connections", w.max_connections)),
+            limit,
         });
         // One accept loop per worker, all on the same socket (each worker's epoll gets the readiness;
         // whoever accepts first serves the connection).

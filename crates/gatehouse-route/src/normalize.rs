@@ -67,11 +67,11 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
 /// that is a separator (Django and many frameworks decode it, nginx and Apache by default do not), so it
 /// could reach a route the decoded path would not.
 pub fn has_encoded_separator(path: &str) -> bool {
-    let b = path.as_bytes();
-    b.windows(3).any(|w| {
-        w[0] == b'%'
-            && (w[1] == b'2' && (w[2] | 0x20) == b'f' || w[1] == b'5' && (w[2] | 0x20) == b'c')
-    })
+    path.as_bytes().windows(3).any(is_encoded_separator)
+}
+
+fn is_encoded_separator(w: &[u8]) -> bool {
+    w[0] == b'%' && (w[1] == b'2' && (w[2] | 0x20) == b'f' || w[1] == b'5' && (w[2] | 0x20) == b'c')
 }
 
 /// The form of a normalized path that routes are matched on: `;parameters` dropped from each segment (what
@@ -99,6 +99,50 @@ pub fn match_form(normalized: &str, decode_separators: bool) -> Cow<'_, str> {
     }
     // Decoding and dropping may have made `//`, `.` or `..` segments: resolve them as well.
     Cow::Owned(normalize_path(&text).into_owned())
+}
+
+/// What is left of `normalized` once the route `prefix` (which matched its [`match_form`]) is taken off the
+/// front, walking both as the match form was made: `;parameters` skipped, and with `decode_separators` an
+/// encoded `/` or `\` read as `/`. `None` when the prefix does not map onto the path letter by letter (the
+/// match form re-resolved a `..` that dropping parameters made): the caller refuses such a request rather
+/// than send it unstripped.
+pub fn strip_matched_prefix<'a>(
+    normalized: &'a str,
+    prefix: &str,
+    decode_separators: bool,
+) -> Option<&'a str> {
+    let (b, p) = (normalized.as_bytes(), prefix.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let skip_params = |i: &mut usize| {
+        while *i < b.len() && b[*i] != b'/' {
+            *i += 1;
+        }
+    };
+    while j < p.len() {
+        if i >= b.len() {
+            return None;
+        }
+        if b[i] == b';' {
+            skip_params(&mut i);
+            continue;
+        }
+        let (c, len) =
+            if decode_separators && b.len() - i >= 3 && is_encoded_separator(&b[i..i + 3]) {
+                (b'/', 3)
+            } else {
+                (b[i], 1)
+            };
+        if c != p[j] {
+            return None;
+        }
+        i += len;
+        j += 1;
+    }
+    // A prefix that ends where a segment's parameters start takes them too (`/api` of `/api;v=1/x`).
+    if i < b.len() && b[i] == b';' && !prefix.ends_with('/') {
+        skip_params(&mut i);
+    }
+    Some(&normalized[i..])
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -158,6 +202,25 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(normalize_path(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn prefixes_strip_as_they_matched() {
+        for (path, prefix, decode, want) in [
+            ("/api/users", "/api/", false, Some("users")),
+            ("/api;x/users", "/api/", false, Some("users")),
+            ("/api;v=1/x", "/api", false, Some("/x")),
+            ("/api%2Fusers", "/api/", true, Some("users")),
+            ("/a;p/b;q/c", "/a/b/", false, Some("c")),
+            ("/api/..;x/admin/", "/admin/", false, None),
+            ("/other", "/api/", false, None),
+            ("/\u{e9}t\u{e9};x/y", "/\u{e9}t\u{e9}/", true, Some("y")),
+            ("/api%2", "/api/", true, None),
+        ] {
+            assert_eq!(strip_matched_prefix(path, prefix, decode), want, "{path}");
+            let matched = match_form(path, decode);
+            assert!(want.is_none() || matched.starts_with(prefix), "{path}");
         }
     }
 }

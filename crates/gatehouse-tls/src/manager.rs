@@ -19,8 +19,19 @@ pub struct SiteCert {
     /// Exact names, and wildcards as `*.example.org`.
     pub hosts: Vec<String>,
     pub default: bool,
+    /// The site's place in the config: with no default site, the first one that has a certificate is
+    /// served to handshakes that name no known site.
+    pub order: usize,
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// An ACME site's certificate as served: its names, default flag and place in the config.
+#[derive(Debug, Clone)]
+pub struct ManagedSite {
+    pub hosts: Vec<String>,
+    pub default: bool,
+    pub order: usize,
 }
 
 /// What the files looked like when last read: modification time and size of cert and key.
@@ -52,7 +63,7 @@ pub struct Prepared {
 pub struct CertManager {
     store: Arc<CertStore>,
     entries: Mutex<Vec<Entry>>,
-    /// Certificates obtained by ACME, by site id (its first host): hosts, default flag, certificate.
+    /// Certificates obtained by ACME, by site id (its first host).
     managed: Mutex<Managed>,
 }
 
@@ -107,18 +118,25 @@ impl CertManager {
     }
 
     /// Serves an ACME-obtained certificate for a site from the next handshake on.
-    pub fn install_managed(&self, id: &str, hosts: Vec<String>, default: bool, cert: LoadedCert) {
+    pub fn install_managed(&self, id: &str, site: ManagedSite, cert: LoadedCert) {
         let entries = self.lock();
         let mut managed = self.managed();
-        managed.insert(id.to_string(), (hosts, default, cert));
+        managed.insert(id.to_string(), (site, cert));
         self.store.replace(build_map(&entries, &managed));
     }
 
-    /// Stops serving ACME certificates of sites not in `keep` (sites removed by a reload).
-    pub fn retain_managed(&self, keep: &[String]) {
+    /// Stops serving ACME certificates of sites not in `keep` (sites removed by a reload); the others take
+    /// their new place in the config.
+    pub fn retain_managed(&self, keep: &[(String, usize)]) {
         let entries = self.lock();
         let mut managed = self.managed();
-        managed.retain(|id, _| keep.contains(id));
+        managed.retain(|id, (site, _)| match keep.iter().find(|(k, _)| k == id) {
+            Some((_, order)) => {
+                site.order = *order;
+                true
+            }
+            None => false,
+        });
         self.store.replace(build_map(&entries, &managed));
     }
 
@@ -158,18 +176,24 @@ impl CertManager {
     }
 }
 
-/// Certificates obtained by ACME: site id → (hosts, default flag, certificate).
-type Managed = std::collections::BTreeMap<String, (Vec<String>, bool, LoadedCert)>;
+/// Certificates obtained by ACME: site id → (site, certificate).
+type Managed = std::collections::BTreeMap<String, (ManagedSite, LoadedCert)>;
 
 fn build_map(entries: &[Entry], managed: &Managed) -> CertMap {
     let mut map = CertMap::default();
-    let files = entries
-        .iter()
-        .filter_map(|e| Some((&e.site.hosts, e.site.default, e.loaded.as_ref()?)));
+    let files = entries.iter().filter_map(|e| {
+        Some((
+            &e.site.hosts,
+            e.site.default,
+            e.site.order,
+            e.loaded.as_ref()?,
+        ))
+    });
     let acme = managed
         .values()
-        .map(|(hosts, default, cert)| (hosts, *default, cert));
-    for (hosts, default, cert) in files.chain(acme) {
+        .map(|(site, cert)| (&site.hosts, site.default, site.order, cert));
+    let mut first = None;
+    for (hosts, default, order, cert) in files.chain(acme) {
         for host in hosts {
             let host = host.to_ascii_lowercase();
             match host.strip_prefix('*') {
@@ -180,9 +204,70 @@ fn build_map(entries: &[Entry], managed: &Managed) -> CertMap {
         if default {
             map.default = Some(cert.key.clone());
         }
-        if map.first.is_none() {
-            map.first = Some(cert.key.clone());
+        if first.as_ref().is_none_or(|(o, _)| order < *o) {
+            first = Some((order, cert.key.clone()));
         }
     }
+    map.first = first.map(|(_, key)| key);
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pem(name: &str) -> (String, String) {
+        let k = rcgen::KeyPair::generate().unwrap();
+        let c = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&k)
+            .unwrap();
+        (c.pem(), k.serialize_pem())
+    }
+
+    fn served_without_sni(m: &CertManager) -> Vec<String> {
+        let map = m.store().map();
+        let key = map.lookup(None, false).expect("a fallback certificate");
+        let (_, _, names) = crate::certificate::inspect(&key.cert[0]).unwrap();
+        names
+    }
+
+    /// With no default site, a handshake without SNI gets the first site's certificate in config order,
+    /// whether that site's certificate comes from files or from ACME.
+    #[test]
+    fn the_fallback_is_the_first_site_in_config_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pem("files.test");
+        let (cp, kp) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cp, cert).unwrap();
+        std::fs::write(&kp, key).unwrap();
+        let m = CertManager::new();
+        let files = |order| SiteCert {
+            hosts: vec!["files.test".into()],
+            default: false,
+            order,
+            cert: cp.clone(),
+            key: kp.clone(),
+        };
+        m.commit(m.prepare(&[files(1)]));
+        assert_eq!(served_without_sni(&m), ["files.test"]);
+
+        let (c, k) = pem("acme.test");
+        let loaded = crate::certificate::from_pem(c.as_bytes(), k.as_bytes(), &cp, &kp).unwrap();
+        let acme = ManagedSite {
+            hosts: vec!["acme.test".into()],
+            default: false,
+            order: 0,
+        };
+        m.install_managed("acme.test", acme, loaded);
+        assert_eq!(
+            served_without_sni(&m),
+            ["acme.test"],
+            "the ACME site comes first"
+        );
+
+        // A reload moves the ACME site after the files site.
+        m.retain_managed(&[("acme.test".into(), 2)]);
+        assert_eq!(served_without_sni(&m), ["files.test"]);
+    }
 }

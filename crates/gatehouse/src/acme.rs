@@ -5,6 +5,7 @@ use gatehouse_acme::schedule::RenewBefore;
 use gatehouse_acme::{AcmeConfig, AcmeManager, AcmeSite, ChallengeKind, FileStorage};
 use gatehouse_config::{AcmeChallenge, Config, SiteTls};
 use gatehouse_proxy::Proxy;
+use gatehouse_tls::ManagedSite;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -20,13 +21,15 @@ fn acme_sites(config: &Config) -> Vec<AcmeSite> {
     config
         .sites
         .iter()
-        .filter(|s| s.tls == Some(SiteTls::Acme))
-        .filter_map(|s| {
+        .enumerate()
+        .filter(|(_, s)| s.tls == Some(SiteTls::Acme))
+        .filter_map(|(order, s)| {
             let names = s.exact_hosts();
             Some(AcmeSite {
                 id: names.first()?.clone(),
                 names,
                 default: s.default,
+                order,
             })
         })
         .collect()
@@ -58,8 +61,15 @@ impl Acme {
         let weak = Arc::downgrade(proxy);
         let install: gatehouse_acme::manager::Install = Arc::new(move |site: &AcmeSite, cert| {
             if let Some(p) = weak.upgrade() {
-                p.certificates()
-                    .install_managed(&site.id, site.names.clone(), site.default, cert);
+                p.certificates().install_managed(
+                    &site.id,
+                    ManagedSite {
+                        hosts: site.names.clone(),
+                        default: site.default,
+                        order: site.order,
+                    },
+                    cert,
+                );
             }
         });
         let manager = AcmeManager::new(
@@ -88,7 +98,7 @@ impl Acme {
             );
         }
         let sites = acme_sites(config);
-        let ids: Vec<String> = sites.iter().map(|s| s.id.clone()).collect();
+        let ids: Vec<(String, usize)> = sites.iter().map(|s| (s.id.clone(), s.order)).collect();
         proxy.certificates().retain_managed(&ids);
         let _ = self.sites.send(sites);
     }

@@ -58,27 +58,72 @@ pub struct ListenerContext {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub tracker: Arc<Tracker>,
     pub shutdown: watch::Receiver<bool>,
-    /// The listener's own connection limit (all workers), if it has one.
-    pub limit: Option<Limit>,
+    /// The listener's own connection limit (all workers), kept across reloads with the socket.
+    pub limit: Arc<Limit>,
 }
 
 /// A cap on open connections: beyond it, accepting stops (the kernel keeps new connections in the listen
-/// backlog) until one closes. Reaching it is logged at most once a minute.
+/// backlog) until one closes. Reaching it is logged at most once a minute. A listener's limit lives as long as
+/// its socket, so a reload that changes `max_connections` resizes it with the open connections still counted.
 #[derive(Debug)]
 pub struct Limit {
     what: &'static str,
-    max: usize,
+    /// The size now (what reloads set), [`UNLIMITED`] for no limit.
+    max: std::sync::atomic::AtomicUsize,
     permits: Arc<Semaphore>,
     logged_ms: AtomicU64,
 }
 
+/// What "no limit" counts as: more connections than any machine holds, and a size a resize can still add
+/// or take away in one step.
+const UNLIMITED: usize = 1 << 30;
+
 impl Limit {
+    /// A limit of `max` connections; 0 = none.
     pub fn new(what: &'static str, max: usize) -> Self {
+        let max = Self::size(max);
         Limit {
             what,
-            max,
+            max: max.into(),
             permits: Arc::new(Semaphore::new(max)),
             logged_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn size(max: usize) -> usize {
+        if max == 0 {
+            UNLIMITED
+        } else {
+            max.min(UNLIMITED)
+        }
+    }
+
+    /// Changes the size; open connections keep their units. A smaller limit takes effect as connections
+    /// close (the units it no longer has are taken out of service as they come back).
+    pub fn resize(&self, max: usize) {
+        let new = Self::size(max);
+        let old = self.max.swap(new, Relaxed);
+        if new > old {
+            self.permits.add_permits(new - old);
+        } else if new < old {
+            let excess = old - new;
+            let taken = self.permits.forget_permits(excess);
+            let rest = u32::try_from(excess - taken).unwrap_or(u32::MAX);
+            if rest > 0 {
+                let permits = self.permits.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move {
+                            if let Ok(p) = permits.acquire_many_owned(rest).await {
+                                p.forget();
+                            }
+                        });
+                    }
+                    Err(_) => tracing::warn!(
+                        "connection limit lowered outside a runtime: it applies as units free up"
+                    ),
+                }
+            }
         }
     }
 
@@ -91,7 +136,7 @@ impl Limit {
         let last = self.logged_ms.load(Relaxed);
         if last == 0 || now.saturating_sub(last) >= 60_000 {
             self.logged_ms.store(now, Relaxed);
-            tracing::warn!(listener, limit = self.what, max = self.max, "connection limit reached: new connections wait until one closes (logged once a minute)");
+            tracing::warn!(listener, limit = self.what, max = self.max.load(Relaxed), "connection limit reached: new connections wait until one closes (logged once a minute)");
         }
         self.permits.clone().acquire_owned().await.ok()
     }
@@ -114,9 +159,9 @@ pub async fn accept_loop(
         let units = async {
             let mut permits = Permits::default();
             permits.0.extend(worker.acquire(&ctx.settings.name).await);
-            if let Some(limit) = &ctx.limit {
-                permits.0.extend(limit.acquire(&ctx.settings.name).await);
-            }
+            permits
+                .0
+                .extend(ctx.limit.acquire(&ctx.settings.name).await);
             permits
         };
         let permits = tokio::select! {
@@ -154,4 +199,42 @@ pub fn default_worker_limit(workers: usize) -> usize {
         })
         .unwrap_or(1024);
     (nofile.saturating_sub(64) / 2 / workers.max(1)).max(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resizing keeps the units in use counted: a raise adds room beside them, a cut takes effect as they
+    /// come back.
+    #[tokio::test]
+    async fn a_resized_limit_counts_the_units_in_use() {
+        let limit = Limit::new("test", 2);
+        let (a, b) = (
+            limit.acquire("l").await.unwrap(),
+            limit.acquire("l").await.unwrap(),
+        );
+        limit.resize(3);
+        assert_eq!(limit.permits.available_permits(), 1);
+        limit.resize(1);
+        assert_eq!(limit.permits.available_permits(), 0);
+        drop((a, b));
+        tokio::task::yield_now().await;
+        for _ in 0..100 {
+            if limit.permits.available_permits() == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            limit.permits.available_permits(),
+            1,
+            "one unit, as the new size says"
+        );
+        limit.resize(0);
+        assert!(
+            limit.permits.available_permits() > 1_000_000,
+            "0 = no limit"
+        );
+    }
 }

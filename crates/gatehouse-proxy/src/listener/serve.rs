@@ -118,9 +118,12 @@ pub async fn serve_connection(
                     _ => "TLS",
                 },
             };
-            let conn = Arc::new(Conn::new(
+            // The connection holds the limit slots, so an upgraded tunnel (which outlives this function)
+            // still counts against `max_connections`.
+            let conn = Arc::new(Conn::holding(
                 Peer::new(addr, name, Some(facts), accepted),
                 open,
+                held,
             ));
             protocols
                 .serve(

@@ -9,9 +9,11 @@
 //! is current. A reload that changes them starts new loops on the same socket before the swap and stops the
 //! old ones after it, so no connection is ever served as the other kind (a TLS port never answers plaintext).
 
+use super::Limit;
 use gatehouse_config::{Config, TlsVersion};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// What a listener serves.
@@ -51,11 +53,10 @@ impl Wanted {
             .collect()
     }
 
-    /// Whether a kept socket can go on with its accept loops (only the name differs), or needs new ones.
+    /// Whether a kept socket can go on with its accept loops (only the name or the limit's size differs), or
+    /// needs new ones.
     pub fn same_loops(&self, other: &Wanted) -> bool {
-        self.kind == other.kind
-            && self.max_connections == other.max_connections
-            && self.proxy_protocol == other.proxy_protocol
+        self.kind == other.kind && self.proxy_protocol == other.proxy_protocol
     }
 }
 
@@ -66,10 +67,11 @@ pub struct Diff {
     pub open: Vec<Wanted>,
     /// Bind addresses no longer wanted: their accept loops stop after the swap; open connections finish.
     pub close: Vec<SocketAddr>,
-    /// Same bind address, another name only: the socket and its accept loops are kept.
-    pub renamed: Vec<Wanted>,
-    /// Same bind address, another kind, limit or PROXY setting: the socket is kept, new accept loops start on
-    /// it before the swap, the old ones stop after it.
+    /// Same bind address, another name or `max_connections` only: the socket and its accept loops are kept
+    /// (the limit is resized, its open connections still counted).
+    pub updated: Vec<Wanted>,
+    /// Same bind address, another kind or PROXY setting: the socket (and its limit) is kept, new accept loops
+    /// start on it before the swap, the old ones stop after it.
     pub respawn: Vec<Wanted>,
 }
 
@@ -82,6 +84,8 @@ pub struct Bound {
     pub socket: std::net::TcpListener,
     /// Tells the listener's accept loops to stop.
     pub stop: watch::Sender<bool>,
+    /// Its `max_connections`, shared by all its accept loops, old and new.
+    pub limit: Arc<Limit>,
 }
 
 #[derive(Debug, Default)]
@@ -97,7 +101,7 @@ impl ListenerSet {
             match self.bound.get(&w.bind) {
                 None => d.open.push(w.clone()),
                 Some(b) if !b.wanted.same_loops(w) => d.respawn.push(w.clone()),
-                Some(b) if b.wanted != *w => d.renamed.push(w.clone()),
+                Some(b) if b.wanted != *w => d.updated.push(w.clone()),
                 Some(_) => {}
             }
         }
@@ -121,20 +125,30 @@ impl ListenerSet {
         Some(b)
     }
 
-    /// Records a kept listener's new name.
-    pub fn rename(&mut self, wanted: &Wanted) {
+    /// Records a kept listener's new name and limit.
+    pub fn update(&mut self, wanted: &Wanted) {
         if let Some(b) = self.bound.get_mut(&wanted.bind) {
+            if b.wanted.max_connections != wanted.max_connections {
+                b.limit.resize(wanted.max_connections);
+            }
             b.wanted.name.clone_from(&wanted.name);
+            b.wanted.max_connections = wanted.max_connections;
         }
     }
 
-    /// The socket of the listener at `bind`, to start new accept loops on.
-    pub fn socket(&self, bind: SocketAddr) -> Option<std::io::Result<std::net::TcpListener>> {
-        self.bound.get(&bind).map(|b| b.socket.try_clone())
+    /// The socket and limit of the listener at `bind`, to start new accept loops on.
+    pub fn loops_of(
+        &self,
+        bind: SocketAddr,
+    ) -> Option<std::io::Result<(std::net::TcpListener, Arc<Limit>)>> {
+        self.bound
+            .get(&bind)
+            .map(|b| Ok((b.socket.try_clone()?, b.limit.clone())))
     }
 
     /// Replaces the listener at `bind`'s accept loops (already started) and settings; the old loops stop.
     pub fn replace_loops(&mut self, wanted: &Wanted, stop: watch::Sender<bool>) {
+        self.update(wanted);
         if let Some(b) = self.bound.get_mut(&wanted.bind) {
             let old = std::mem::replace(&mut b.stop, stop);
             let _ = old.send(true);
@@ -177,6 +191,7 @@ mod tests {
             local: l.bind,
             socket: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
             stop,
+            limit: Arc::new(Limit::new("max_connections", l.max_connections)),
         }
     }
 
@@ -202,7 +217,7 @@ mod tests {
         ]);
         assert_eq!(d.open, [w("127.0.0.1:8443", "new", TLS)]);
         assert_eq!(d.close, ["127.0.0.1:81".parse::<SocketAddr>().unwrap()]);
-        assert_eq!(d.renamed, [w("127.0.0.1:443", "tls", TLS)]);
+        assert_eq!(d.updated, [w("127.0.0.1:443", "tls", TLS)]);
         assert!(d.respawn.is_empty());
         let kind_change = s.diff(&[w("127.0.0.1:80", "http", TLS)]);
         assert_eq!(
@@ -212,7 +227,12 @@ mod tests {
         );
         let mut capped = w("127.0.0.1:80", "http", Kind::Http);
         capped.max_connections = 10;
-        assert_eq!(s.diff(&[capped]).respawn.len(), 1);
+        let d = s.diff(std::slice::from_ref(&capped));
+        assert_eq!(
+            (d.respawn.len(), d.updated),
+            (0, vec![capped]),
+            "a new limit: resized in place"
+        );
     }
 
     #[test]

@@ -131,11 +131,13 @@ async fn forward(
     let input = rewrite::Input {
         path: found.path.as_deref(),
         strip: strip_prefix.then_some(found.prefix),
+        encoded_slashes: routed.site.allow_encoded_slashes,
         max_body: found.route.max_body,
         pool,
         peer_trusted: routed.peer_trusted,
         authority: routed.authority.as_ref(),
         upgrades: &found.route.upgrades,
+        body_timeout: routed.body_timeout,
     };
     let out = rewrite::request(req, &input, ctx)?;
     // 3b. Choose a server and send, with retries.

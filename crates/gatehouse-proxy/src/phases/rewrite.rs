@@ -9,6 +9,7 @@ use crate::headers::forwarded::{set_forwarded_headers, Forwarded};
 use crate::headers::hop::{allow_upgrade, is_upgrade_request, remove_hop_by_hop};
 use crate::snapshot::PoolRt;
 use crate::upstream::body::RequestBody;
+use gatehouse_route::strip_matched_prefix;
 use http::{header, HeaderValue, Request, Uri, Version};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -21,6 +22,8 @@ pub struct Input<'a> {
     pub path: Option<&'a str>,
     /// The route prefix to remove from the path, when the route says strip_prefix.
     pub strip: Option<&'a str>,
+    /// The site passes encoded `/` and `\` through (and matched them as `/`).
+    pub encoded_slashes: bool,
     pub max_body: Option<u64>,
     pub pool: &'a PoolRt,
     pub peer_trusted: bool,
@@ -28,6 +31,8 @@ pub struct Input<'a> {
     pub authority: Option<&'a HeaderValue>,
     /// The Upgrade protocols the route tunnels.
     pub upgrades: &'a [Box<str>],
+    /// How long the client may send nothing of its body.
+    pub body_timeout: std::time::Duration,
 }
 
 /// The request as it goes upstream.
@@ -65,7 +70,7 @@ pub fn request(
             parts.headers.remove(header::HOST);
         }
     }
-    parts.uri = upstream_target(&parts.uri, input.path, input.strip)?;
+    parts.uri = upstream_target(&parts.uri, input.path, input.strip, input.encoded_slashes)?;
     remove_hop_by_hop(&mut parts.headers, upgrade);
     let peer = &ctx.conn().peer;
     let fwd = Forwarded {
@@ -118,19 +123,24 @@ pub fn request(
         }
         (on, offered)
     });
-    let req = Request::from_parts(parts, RequestBody::new(body, input.max_body, counted));
+    let req = Request::from_parts(
+        parts,
+        RequestBody::new(body, input.max_body, counted, input.body_timeout),
+    );
     Ok(Outgoing {
         req,
         client_upgrade,
     })
 }
 
-/// The origin-form target for the upstream: the (normalized) path, minus the route prefix when asked, and the
-/// query unchanged.
+/// The origin-form target for the upstream: the (normalized) path, minus the route prefix when asked (taken off
+/// as it matched: across `;parameters` and, when the site allows them, encoded slashes), and the query
+/// unchanged.
 fn upstream_target(
     uri: &Uri,
     normalized: Option<&str>,
     strip: Option<&str>,
+    encoded_slashes: bool,
 ) -> Result<Uri, ProxyError> {
     if normalized.is_none() && strip.is_none() {
         if uri.scheme().is_none() && uri.authority().is_none() {
@@ -142,7 +152,12 @@ fn upstream_target(
             .map_or_else(|| Uri::from_static("/"), Uri::from));
     }
     let path = normalized.unwrap_or_else(|| uri.path());
-    let rest = strip.map_or(path, |prefix| path.strip_prefix(prefix).unwrap_or(path));
+    let rest = match strip {
+        None => path,
+        Some(prefix) => strip_matched_prefix(path, prefix, encoded_slashes).ok_or(
+            ProxyError::BadRequest("path does not map onto the route prefix"),
+        )?,
+    };
     let mut target = String::with_capacity(rest.len() + 1 + uri.query().map_or(0, |q| q.len() + 1));
     if !rest.starts_with('/') {
         target.push('/');
@@ -213,10 +228,11 @@ mod tests {
                 "/users?q=%2F",
             ),
             ("/a/../b?x", Some("/b"), None, "/b?x"),
+            ("/api;v=2/users?x", None, Some("/api/"), "/users?x"),
         ];
         for (input, normalized, strip, want) in cases {
             let uri: Uri = input.parse().unwrap();
-            let got = upstream_target(&uri, normalized, strip)
+            let got = upstream_target(&uri, normalized, strip, false)
                 .unwrap()
                 .to_string();
             assert_eq!(got, want, "{input}");

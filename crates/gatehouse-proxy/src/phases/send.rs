@@ -19,7 +19,7 @@ use crate::context::BodyProgress;
 use crate::context::{Attempt, Outcome, RequestCtx};
 use crate::error::ProxyError;
 use crate::snapshot::PoolRt;
-use crate::upstream::body::{ClientBodyError, RequestBody, TooLarge};
+use crate::upstream::body::{BodyStalled, ClientBodyError, RequestBody, TooLarge};
 use crate::upstream::connect::connect;
 use crate::upstream::sender::Sender;
 use crate::upstream::Upstream;
@@ -246,6 +246,9 @@ fn blame(up: &Upstream, source: hyper::Error) -> ProxyError {
     while let Some(e) = cause {
         if e.is::<TooLarge>() {
             return ProxyError::BodyTooLarge;
+        }
+        if e.is::<BodyStalled>() {
+            return ProxyError::BodyTimeout;
         }
         if let Some(ClientBodyError(client)) = e.downcast_ref::<ClientBodyError>() {
             return if client_went_away(client) {

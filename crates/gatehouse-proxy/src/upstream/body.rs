@@ -1,14 +1,17 @@
 //! The client's request body on its way to a server: streamed frame by frame, never collected, cut when it
-//! passes `max_body`, and its progress reported to the request's context (bytes, complete, waiting for the
-//! client).
+//! passes `max_body` or when the client sends nothing of it for `body_timeout` (also after the server has
+//! answered early, when nothing else watches it), and its progress reported to the request's context (bytes,
+//! complete, waiting for the client).
 
 use crate::context::BodyProgress;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -23,6 +26,11 @@ pub struct TooLarge;
 #[error("reading the client's request body: {0}")]
 pub struct ClientBodyError(#[source] pub hyper::Error);
 
+/// The client sent nothing of its body for `body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing of its request body for body_timeout")]
+pub struct BodyStalled;
+
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
@@ -30,14 +38,52 @@ pub struct RequestBody {
     remaining: Option<u64>,
     /// Where progress is reported (`None` for a body known to be empty).
     progress: Option<Arc<BodyProgress>>,
+    stall: Stall,
+}
+
+/// The `body_timeout` clock: armed (one timer per body, made the first time the client keeps us waiting)
+/// while the body waits on the client, restarted by each frame.
+#[derive(Debug)]
+struct Stall {
+    after: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame came since the timer was last set.
+    moved: bool,
+}
+
+impl Stall {
+    /// Polled when the client has nothing for us: `true` once it has had nothing for `after`.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let timer = match &mut self.timer {
+            Some(t) => {
+                if self.moved {
+                    t.as_mut().reset(tokio::time::Instant::now() + self.after);
+                }
+                t
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep(self.after))),
+        };
+        self.moved = false;
+        timer.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>, progress: Option<Arc<BodyProgress>>) -> Self {
+    pub fn new(
+        inner: Incoming,
+        limit: Option<u64>,
+        progress: Option<Arc<BodyProgress>>,
+        body_timeout: Duration,
+    ) -> Self {
         RequestBody {
             inner: Some(inner),
             remaining: limit,
             progress,
+            stall: Stall {
+                after: body_timeout,
+                timer: None,
+                moved: false,
+            },
         }
     }
 
@@ -68,6 +114,11 @@ impl Body for RequestBody {
         };
         let frame = match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Pending => {
+                if this.stall.expired(cx) {
+                    this.inner = None;
+                    this.end();
+                    return Poll::Ready(Some(Err(Box::new(BodyStalled))));
+                }
                 if let Some(p) = &this.progress {
                     p.waiting_on_client(true);
                 }
@@ -75,6 +126,7 @@ impl Body for RequestBody {
             }
             Poll::Ready(f) => f,
         };
+        this.stall.moved = true;
         if let Some(p) = &this.progress {
             p.waiting_on_client(false);
         }
