@@ -722,7 +722,7 @@ async fn http2_settings_are_explicit() {
         .collect();
     assert_eq!(
         settings.get(&3),
-        Some(&128),
+        Some(&200),
         "MAX_CONCURRENT_STREAMS: {settings:?}"
     );
     assert_eq!(
