@@ -49,20 +49,11 @@ pub(super) fn check(
                 );
             }
         }
-        let max_connections = match &l.max_connections {
-            None => 0,
-            Some(n) => match usize::try_from(*n.get_ref()) {
-                Ok(x) if x <= 10_000_000 => x,
-                _ => {
-                    c.err(
-                        n.span(),
-                        format!("{key}.max_connections"),
-                        "must be 0 (no limit) or a number up to 10000000",
-                    );
-                    0
-                }
-            },
-        };
+        let max_connections = c.connection_cap(
+            l.max_connections.as_ref(),
+            &format!("{key}.max_connections"),
+            "no limit",
+        );
         let proxy_protocol = l.proxy_protocol.as_ref().is_some_and(|v| *v.get_ref());
         if proxy_protocol && !have_trusted_proxies {
             if let Some(v) = &l.proxy_protocol {
@@ -144,6 +135,26 @@ mod tests {
         let cfg = crate::parse(&ok, "t").unwrap();
         assert!(cfg.listeners[0].proxy_protocol);
         assert_eq!(cfg.listeners[0].max_connections, 100);
+    }
+
+    #[test]
+    fn connection_caps_are_bounded() {
+        rejects(
+            "negative max_connections",
+            "bind = \"127.0.0.1:8080\"",
+            "bind = \"127.0.0.1:8080\"\nmax_connections = -1",
+            5,
+            "listener[0].max_connections",
+        );
+        let e = errors(&format!(
+            "[server]\nmax_connections_per_worker = 20000000\n{OK}"
+        ));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("server.max_connections_per_worker")
+                    && e.contains("open-file limit")),
+            "{e:?}"
+        );
     }
 
     #[test]

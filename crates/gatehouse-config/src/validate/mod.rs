@@ -172,6 +172,22 @@ impl Checker {
         }
     }
 
+    /// A connection cap: absent or 0 means "no fixed limit"; `zero` says what 0 means for this key.
+    fn connection_cap(&mut self, v: Option<&Spanned<i64>>, key: &str, zero: &str) -> usize {
+        let Some(n) = v else { return 0 };
+        match usize::try_from(*n.get_ref()) {
+            Ok(x) if x <= 10_000_000 => x,
+            _ => {
+                self.err(
+                    n.span(),
+                    key,
+                    format!("must be 0 ({zero}) or a number up to 10000000"),
+                );
+                0
+            }
+        }
+    }
+
     fn not_yet(&mut self, span: Range<usize>, key: &str, what: &str) {
         self.err(
             span,

@@ -79,20 +79,11 @@ pub(super) fn check(c: &mut Checker, s: &RawServer) -> Server {
             );
         }
     }
-    let max_connections_per_worker = match &s.max_connections_per_worker {
-        None => 0,
-        Some(n) => match usize::try_from(*n.get_ref()) {
-            Ok(x) if x <= 10_000_000 => x,
-            _ => {
-                c.err(
-                    n.span(),
-                    "server.max_connections_per_worker",
-                    "must be 0 (derived from the open-file limit) or a number up to 10000000",
-                );
-                0
-            }
-        },
-    };
+    let max_connections_per_worker = c.connection_cap(
+        s.max_connections_per_worker.as_ref(),
+        "server.max_connections_per_worker",
+        "derived from the open-file limit",
+    );
     Server {
         admin,
         log_level: match &s.log_level {
