@@ -43,18 +43,12 @@ impl TestCa {
 
     /// A leaf certificate for `names` (chain PEM with the CA, key PEM); the serial differs per call.
     pub fn issue(&self, names: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, names[0]);
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        (
-            format!("{}{}", cert.pem(), self.cert_pem),
-            key.serialize_pem(),
-        )
+        self.leaf(names, |_| {})
+    }
+
+    /// Issues for `names` into `dir/stem.pem` and `dir/stem.key` (key 0600); returns both paths.
+    pub fn issue_files(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        write_pair(dir, stem, self.issue(names))
     }
 
     /// Like [`issue_files`](Self::issue_files), valid only in 2020: expired.
@@ -64,7 +58,19 @@ impl TestCa {
         stem: &str,
         names: &[&str],
     ) -> (PathBuf, PathBuf) {
-        use std::os::unix::fs::PermissionsExt;
+        let pair = self.leaf(names, |params| {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        });
+        write_pair(dir, stem, pair)
+    }
+
+    /// Signs a leaf for `names` after `adjust` has had its say on the parameters.
+    fn leaf(
+        &self,
+        names: &[&str],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> (String, String) {
         let key = KeyPair::generate().expect("key");
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -72,31 +78,12 @@ impl TestCa {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, names[0]);
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        adjust(&mut params);
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        let (cp, kp) = (
-            dir.join(format!("{stem}.pem")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&cp, format!("{}{}", cert.pem(), self.cert_pem)).expect("write cert");
-        std::fs::write(&kp, key.serialize_pem()).expect("write key");
-        std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        (cp, kp)
-    }
-
-    /// Issues for `names` into `dir/stem.pem` and `dir/stem.key` (key 0600); returns both paths.
-    pub fn issue_files(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        use std::os::unix::fs::PermissionsExt;
-        let (cert, key) = self.issue(names);
-        let (cp, kp) = (
-            dir.join(format!("{stem}.pem")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&cp, cert).expect("write cert");
-        std::fs::write(&kp, key).expect("write key");
-        std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        (cp, kp)
+        (
+            format!("{}{}", cert.pem(), self.cert_pem),
+            key.serialize_pem(),
+        )
     }
 
     pub fn write_ca(&self, dir: &Path) -> PathBuf {
@@ -121,6 +108,19 @@ impl TestCa {
         c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(c)
     }
+}
+
+/// Writes a (chain, key) pair as `dir/stem.pem` and `dir/stem.key`, the key 0600.
+fn write_pair(dir: &Path, stem: &str, (cert, key): (String, String)) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let (cp, kp) = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&cp, cert).expect("write cert");
+    std::fs::write(&kp, key).expect("write key");
+    std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    (cp, kp)
 }
 
 /// Handshakes with `addr` asking for `sni`.
