@@ -7,6 +7,7 @@
 //! * [`inproc::InProcess`] runs the proxy library in the test's own process, with a [`inproc::Recorder`] as its
 //!   end-of-request hook, for what only code can see.
 
+pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod gatehouse;

@@ -24,5 +24,5 @@ pub mod storage;
 
 pub use challenge::ChallengeKind;
 pub use error::AcmeError;
-pub use manager::{AcmeConfig, AcmeManager, AcmeSite};
+pub use manager::{AcmeConfig, AcmeManager, AcmeSite, AcmeStats};
 pub use storage::{FileStorage, Storage};

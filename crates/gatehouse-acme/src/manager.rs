@@ -72,6 +72,35 @@ pub struct AcmeManager {
     install: Install,
     /// What is being served, by site id, and the record still to be stored when storing it failed.
     held: std::sync::Mutex<HashMap<String, Held>>,
+    stats: Arc<AcmeStats>,
+}
+
+/// What the manager has done, for status pages and metrics.
+#[derive(Debug, Default)]
+pub struct AcmeStats {
+    /// Orders placed with the CA.
+    pub orders: std::sync::atomic::AtomicU64,
+    /// Orders (or stored-certificate checks) that failed.
+    pub failures: std::sync::atomic::AtomicU64,
+    /// By site id: "valid", "ordering", or "failed: <why>".
+    states: std::sync::Mutex<HashMap<String, String>>,
+}
+
+impl AcmeStats {
+    fn set(&self, site: &str, state: String) {
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(site.to_string(), state);
+    }
+
+    /// Each ACME site's state, by site id (its first host).
+    pub fn states(&self) -> HashMap<String, String> {
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +167,13 @@ impl AcmeManager {
             storage,
             install,
             held: std::sync::Mutex::new(HashMap::new()),
+            stats: Arc::default(),
         })
+    }
+
+    /// Orders, failures and each site's state.
+    pub fn stats(&self) -> Arc<AcmeStats> {
+        self.stats.clone()
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
@@ -164,6 +199,11 @@ impl AcmeManager {
         loop {
             let current = sites.borrow_and_update().clone();
             state.retain(|id, _| current.iter().any(|s| &s.id == id));
+            self.stats
+                .states
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|id, _| current.iter().any(|s| &s.id == id));
             for site in &current {
                 let st = state.entry(site.id.clone()).or_default();
                 if st.next.is_some_and(|t| t > Instant::now()) {
@@ -172,6 +212,7 @@ impl AcmeManager {
                 match self.ensure(site, &mut account).await {
                     Ok(due) => {
                         st.failures = 0;
+                        self.stats.set(&site.id, "valid".into());
                         let until_due = due
                             .duration_since(SystemTime::now())
                             .unwrap_or(Duration::ZERO);
@@ -187,6 +228,10 @@ impl AcmeManager {
                     }
                     Err(e) => {
                         st.failures += 1;
+                        self.stats
+                            .failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.stats.set(&site.id, format!("failed: {e}"));
                         // The CA's own "retry after" is believed, up to the usual cap (a date far ahead must not
                         // park a site for good).
                         let wait = e
@@ -249,6 +294,10 @@ impl AcmeManager {
             // Another node stored a fresh certificate while we waited.
             Wait::Stored(cert) => return Ok(self.serve(site, cert)),
         };
+        self.stats.set(&site.id, "ordering".into());
+        self.stats
+            .orders
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = self.order_locked(site, account, &token).await;
         if let Err(e) = self.storage.unlock(&token).await {
             tracing::warn!(site = %site.id, error = %e, "cannot release the lock; it expires by itself");

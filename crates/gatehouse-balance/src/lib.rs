@@ -7,8 +7,10 @@
 //! * [`Selector`] is a pool's view: primary servers first, `backup` servers only when no primary is eligible,
 //!   and the servers already tried for this request skipped (retries).
 //! * [`ServerState`] (in-flight count, passive failures) lives *outside* the config snapshot, in a
-//!   [`Registry`] keyed by server address, so a reload keeps least-conn counts and health.
+//!   [`Registry`] keyed by server address, so a reload keeps least-conn counts and health; an operator's
+//!   drain or disable ([`AdminControl`]) likewise, keyed by pool and address.
 
+pub mod admin;
 pub mod ip_hash;
 pub mod least_conn;
 pub mod registry;
@@ -18,8 +20,9 @@ pub mod server;
 #[cfg(test)]
 mod testing;
 
+pub use admin::{AdminControl, AdminState};
 pub use registry::Registry;
-pub use selector::{Algorithm, Selector, Tried};
+pub use selector::{Algorithm, Entry, Selector, Tried};
 pub use server::{InFlight, ServerState};
 
 use std::sync::Arc;
@@ -28,6 +31,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Member {
     pub state: Arc<ServerState>,
+    /// Drain / disable from the admin API.
+    pub admin: Arc<AdminControl>,
     pub weight: u32,
     /// Position of the server in the pool's config list (primaries and backups together), so callers can
     /// find their own per-server data without a lookup.

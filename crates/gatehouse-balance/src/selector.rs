@@ -1,8 +1,10 @@
 //! A pool's server choice: primary tier first, backup tier only when no primary is eligible; servers already
-//! tried for this request, and servers that are down, are never eligible.
+//! tried for this request, servers that are down, and servers drained or disabled on the admin API are never
+//! eligible (for every algorithm: ip_hash and least_conn route around them like round_robin).
 
 use crate::{
-    ip_hash::IpHash, least_conn::LeastConn, round_robin::RoundRobin, Balancer, Member, ServerState,
+    ip_hash::IpHash, least_conn::LeastConn, round_robin::RoundRobin, AdminControl, Balancer,
+    Member, ServerState,
 };
 use std::sync::Arc;
 
@@ -62,6 +64,27 @@ impl Tried {
     }
 }
 
+/// One server as a pool's config and state describe it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub state: Arc<ServerState>,
+    pub admin: Arc<AdminControl>,
+    pub weight: u32,
+    pub backup: bool,
+}
+
+impl Entry {
+    /// A server with a fresh admin control (tests, tools).
+    pub fn new(state: Arc<ServerState>, weight: u32, backup: bool) -> Self {
+        Entry {
+            state,
+            admin: Arc::default(),
+            weight,
+            backup,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Selector {
     tiers: [Tier; 2],
@@ -69,14 +92,17 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// `servers` are (state, weight, backup).
-    pub fn new(
-        algorithm: Algorithm,
-        servers: impl IntoIterator<Item = (Arc<ServerState>, u32, bool)>,
-    ) -> Self {
+    /// One entry per server of the pool, in config order.
+    pub fn new(algorithm: Algorithm, servers: impl IntoIterator<Item = Entry>) -> Self {
         let (mut primary, mut backup) = (Vec::new(), Vec::new());
-        for (id, (state, weight, is_backup)) in servers.into_iter().enumerate() {
-            let m = Member { state, weight, id };
+        for (id, e) in servers.into_iter().enumerate() {
+            let is_backup = e.backup;
+            let m = Member {
+                state: e.state,
+                admin: e.admin,
+                weight: e.weight,
+                id,
+            };
             if is_backup {
                 backup.push(m)
             } else {
@@ -93,6 +119,11 @@ impl Selector {
         }
     }
 
+    /// Every server, primaries then backups.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.tiers.iter().flat_map(|t| &t.members)
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
@@ -101,8 +132,10 @@ impl Selector {
     pub fn select(&self, key: u64, tried: &mut Tried, now: u64) -> Option<&Member> {
         for (t, tier) in self.tiers.iter().enumerate() {
             let t = t as u8;
-            let eligible =
-                |i: usize| !tried.contains(t, i) && tier.members[i].state.is_available(now);
+            let eligible = |i: usize| {
+                let m = &tier.members[i];
+                !tried.contains(t, i) && m.admin.accepts() && m.state.is_available(now)
+            };
             if let Some(i) = tier.balancer.pick(&tier.members, key, &eligible) {
                 tried.push(t, i);
                 return Some(&tier.members[i]);
@@ -115,7 +148,7 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::now_ms;
+    use crate::{now_ms, AdminState};
 
     fn states(n: usize) -> Vec<Arc<ServerState>> {
         (0..n)
@@ -133,9 +166,9 @@ mod tests {
         let sel = Selector::new(
             Algorithm::RoundRobin,
             [
-                (s[0].clone(), 1, false),
-                (s[1].clone(), 1, false),
-                (s[2].clone(), 1, true),
+                Entry::new(s[0].clone(), 1, false),
+                Entry::new(s[1].clone(), 1, false),
+                Entry::new(s[2].clone(), 1, true),
             ],
         );
         for _ in 0..10 {
@@ -159,7 +192,7 @@ mod tests {
             Algorithm::IpHash,
             Algorithm::LeastConn,
         ] {
-            let sel = Selector::new(alg, s.iter().map(|x| (x.clone(), 1, false)));
+            let sel = Selector::new(alg, s.iter().map(|x| Entry::new(x.clone(), 1, false)));
             let mut tried = Tried::default();
             let mut seen: Vec<_> = (0..3)
                 .map(|_| sel.select(42, &mut tried, now_ms()).unwrap().state.addr())
@@ -168,6 +201,36 @@ mod tests {
             seen.dedup();
             assert_eq!(seen.len(), 3, "{alg:?}");
             assert!(sel.select(42, &mut tried, now_ms()).is_none(), "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn drained_and_disabled_servers_get_nothing_new_whatever_the_algorithm() {
+        let s = states(3);
+        for alg in [
+            Algorithm::RoundRobin,
+            Algorithm::IpHash,
+            Algorithm::LeastConn,
+        ] {
+            let entries: Vec<Entry> = s.iter().map(|x| Entry::new(x.clone(), 1, false)).collect();
+            let sel = Selector::new(alg, entries.clone());
+            entries[0].admin.set_state(AdminState::Drain);
+            entries[1].admin.set_state(AdminState::Disabled);
+            for key in 0..50u64 {
+                let m = sel.select(key, &mut Tried::default(), now_ms()).unwrap();
+                assert_eq!(m.state.addr(), s[2].addr(), "{alg:?} key {key}");
+            }
+            entries[0].admin.set_state(AdminState::Active);
+            let picked: std::collections::HashSet<_> = (0..50u64)
+                .map(|k| {
+                    sel.select(k, &mut Tried::default(), now_ms())
+                        .unwrap()
+                        .state
+                        .addr()
+                })
+                .collect();
+            assert!(picked.contains(&s[0].addr()), "{alg:?}: enabled again");
+            assert!(!picked.contains(&s[1].addr()), "{alg:?}");
         }
     }
 

@@ -14,6 +14,7 @@ pub(crate) fn members(weights: &[u32], first_port: u16) -> Vec<Member> {
                     .parse()
                     .expect("address"),
             )),
+            admin: Arc::default(),
             weight: w,
             id: i,
         })

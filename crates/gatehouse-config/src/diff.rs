@@ -137,6 +137,8 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         strict_sni,
         max_connections_per_worker,
         max_request_target,
+        access_log_skip,
+        access_log_sample,
     } = &old.server;
     let n = &new.server;
     let mut setting = |changed: bool, key: &'static str, restart: bool| {
@@ -153,12 +155,18 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     setting(*workers != n.workers, "workers", true);
     setting(*log_level != n.log_level, "log_level", true);
     setting(*admin != n.admin, "admin", true);
-    setting(*admin_token != n.admin_token, "admin_token", true);
+    // Read by the admin listener on every request: a new token applies at once.
+    setting(*admin_token != n.admin_token, "admin_token", false);
     setting(*access_log != n.access_log, "access_log", true);
     setting(
         *access_log_format != n.access_log_format,
         "access_log_format",
-        true,
+        false,
+    );
+    setting(
+        *access_log_skip != n.access_log_skip || *access_log_sample != n.access_log_sample,
+        "access_log_skip",
+        false,
     );
     setting(
         *trusted_proxies != n.trusted_proxies,

@@ -118,6 +118,10 @@ pub struct Server {
     pub max_connections_per_worker: usize,
     /// Longest request target (path and query); longer ones get 414.
     pub max_request_target: usize,
+    /// Path prefixes (health checks, probes) whose successful requests are not logged ...
+    pub access_log_skip: Vec<String>,
+    /// ... except one in this many (0: none of them).
+    pub access_log_sample: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,6 +168,10 @@ pub struct Site {
     pub hsts: Option<String>,
     /// Pass `%2F` and `%5C` in paths through (matching on their decoded form) instead of refusing them.
     pub allow_encoded_slashes: bool,
+    /// `access_log = "off"` on the site: none of its requests are logged.
+    pub access_log: bool,
+    /// The site's own skip list (`None`: the server's).
+    pub access_log_skip: Option<Vec<String>>,
 }
 
 /// Where a site's certificate comes from.

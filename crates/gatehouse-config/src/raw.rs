@@ -43,6 +43,8 @@ pub struct RawServer {
     pub strict_sni: Option<Spanned<bool>>,
     pub max_connections_per_worker: Option<Spanned<i64>>,
     pub max_request_target: Option<Spanned<RawSize>>,
+    pub access_log_skip: Option<Vec<Spanned<String>>>,
+    pub access_log_sample: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +90,8 @@ pub struct RawSite {
     pub allow_encoded_slashes: Option<bool>,
     pub upgrades: Option<Spanned<Vec<Spanned<String>>>>,
     pub tunnel_idle_timeout: Option<Spanned<String>>,
+    pub access_log: Option<Spanned<String>>,
+    pub access_log_skip: Option<Vec<Spanned<String>>>,
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
 }

@@ -8,7 +8,7 @@
 
 use crate::conn::{ActiveRequest, Conn};
 use gatehouse_balance::InFlight;
-use http::{Method, StatusCode, Version};
+use http::{HeaderValue, Method, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -21,6 +21,8 @@ pub struct RequestCtx {
     /// The connection (peer facts), marked busy while this request runs.
     active: ActiveRequest,
     pub id: RequestId,
+    /// The `X-Request-Id` sent upstream and returned: the client's, when it sent a valid one, else [`Self::id`].
+    pub request_id: HeaderValue,
     pub method: Method,
     pub version: Version,
     /// The client's address: the peer's, or the one a trusted proxy vouched for.
@@ -46,14 +48,30 @@ pub struct RequestCtx {
     pub end: Option<EndReason>,
     /// A 101 whose tunnel has yet to be set up (taken by the request path once the response is out).
     pub(crate) upgrade: Option<PendingUpgrade>,
+    /// What the access log needs from the request head; taken only when the access log is on.
+    pub head: Option<Box<HeadFields>>,
+}
+
+/// The parts of a request head an access log line shows. The values share the bytes hyper read (cloning a
+/// `Uri` or a `HeaderValue` copies no bytes).
+#[derive(Debug, Clone)]
+pub struct HeadFields {
+    /// The request target as the client sent it.
+    pub uri: http::Uri,
+    /// The Host (or `:authority`) the request was routed by, once known.
+    pub host: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    pub referer: Option<HeaderValue>,
 }
 
 impl RequestCtx {
     pub fn new(active: ActiveRequest, method: Method, version: Version) -> Self {
         let client_ip = active.conn().peer.addr.ip();
+        let id = RequestId::next();
         RequestCtx {
             active,
-            id: RequestId::next(),
+            request_id: id.header_value(),
+            id,
             method,
             version,
             client_ip,
@@ -68,6 +86,7 @@ impl RequestCtx {
             error: None,
             end: None,
             upgrade: None,
+            head: None,
         }
     }
 
@@ -92,6 +111,8 @@ impl RequestCtx {
 pub struct Times {
     /// The request head was read and handed to Gatehouse.
     pub head_read: Instant,
+    /// The first server was chosen (the upstream clocks start here).
+    pub upstream_start: Option<Instant>,
     /// The connection to the server that answered was ready (pooled or new).
     pub upstream_connected: Option<Instant>,
     /// The server's response head arrived.
@@ -104,6 +125,7 @@ impl Times {
     fn start() -> Self {
         Times {
             head_read: Instant::now(),
+            upstream_start: None,
             upstream_connected: None,
             upstream_head: None,
             last_byte: None,
@@ -118,6 +140,8 @@ pub struct Attempt {
     pub server: u32,
     pub addr: SocketAddr,
     pub outcome: Outcome,
+    /// This failure took the server out (passive health, `max_fails`).
+    pub ejected: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,12 +195,22 @@ impl Attempts {
 
     /// Sets the outcome of the latest attempt.
     pub fn finish_last(&mut self, outcome: Outcome) {
-        let last = match self.spill.last_mut() {
+        if let Some(a) = self.last_mut() {
+            a.outcome = outcome;
+        }
+    }
+
+    /// Marks the latest attempt as the failure that took its server out.
+    pub fn ejected_last(&mut self) {
+        if let Some(a) = self.last_mut() {
+            a.ejected = true;
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Attempt> {
+        match self.spill.last_mut() {
             Some(a) => Some(a),
             None => self.inline.iter_mut().flatten().last(),
-        };
-        if let Some(a) = last {
-            a.outcome = outcome;
         }
     }
 }
@@ -340,6 +374,28 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// As a header value: 32 hex digits.
+    pub fn header_value(self) -> HeaderValue {
+        let mut buf = [0u8; 32];
+        let hex = b"0123456789abcdef";
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = hex[((self.0 >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+
+    /// Whether a client's `X-Request-Id` is kept: 1 to 128 characters that are safe in a log line and a
+    /// header (letters, digits, `-_.:/+=@`), so an id can neither break a log parser nor smuggle a header.
+    pub fn is_valid_incoming(v: &HeaderValue) -> bool {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:/+=@".contains(c))
+    }
+}
+
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:032x}", self.0)
@@ -355,6 +411,7 @@ mod tests {
             server,
             addr: "127.0.0.1:1".parse().unwrap(),
             outcome,
+            ejected: false,
         }
     }
 
@@ -386,6 +443,24 @@ mod tests {
         let s = a.to_string();
         assert_eq!(s.len(), 32);
         assert!(s.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(
+            a.header_value().to_str().unwrap(),
+            s,
+            "the header says what the log says"
+        );
+        for ok in ["abc", "1f2e-aa_bb.cc:dd/ee+ff=@"] {
+            assert!(
+                RequestId::is_valid_incoming(&HeaderValue::from_static(ok)),
+                "{ok}"
+            );
+        }
+        let long = "a".repeat(129);
+        for bad in ["", "a b", "a\"b", "<script>", long.as_str()] {
+            assert!(
+                !RequestId::is_valid_incoming(&HeaderValue::from_str(bad).unwrap()),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

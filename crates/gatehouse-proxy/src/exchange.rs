@@ -60,6 +60,7 @@ impl Exchange {
         };
         ctx.end = Some(reason);
         ctx.times.last_byte = Some(Instant::now());
+        crate::snapshot::record::record(&self.snapshot, &self.ctx);
         self.snapshot
             .observer
             .request_end(&self.snapshot, &self.ctx);

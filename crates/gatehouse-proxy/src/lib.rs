@@ -33,6 +33,6 @@ pub mod worker;
 
 pub use context::RequestCtx;
 pub use prepare::{prepare, Prepared};
-pub use proxy::{ApplyError, Proxy, ReloadReport, ShutdownReport};
+pub use proxy::{ApplyError, LastReload, ListenerStatus, Proxy, ReloadReport, ShutdownReport};
 pub use snapshot::{NoObserver, Observer, Registries, Snapshot};
 pub use worker::Workers;

@@ -6,12 +6,14 @@
 //! the listeners that are gone. Requests already running keep the snapshot they loaded.
 
 use crate::conn::Tracker;
+pub use crate::listener::set::ListenerStatus;
 use crate::listener::set::{Bound, Diff, Kind, ListenerSet, Wanted};
 use crate::listener::{self, Limit, ListenerContext, ListenerSettings};
 use crate::prepare::{prepare, Prepared};
 use crate::snapshot::{Observer, Registries, Snapshot};
 use arc_swap::ArcSwap;
 use gatehouse_config::{Config, ConfigError};
+use gatehouse_metrics::Metrics;
 use gatehouse_tls::{CertManager, Http01Tokens};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -33,6 +35,17 @@ pub struct Proxy {
     workers: Vec<tokio::runtime::Handle>,
     /// Each worker's connection limit, shared by its accept loops (`max_connections_per_worker`).
     worker_limits: Vec<Arc<Limit>>,
+    started: Instant,
+    /// How the last reload attempt went (for the status page).
+    last_reload: Mutex<Option<LastReload>>,
+}
+
+/// The last reload attempt: applied, or rejected with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastReload {
+    pub ok: bool,
+    pub at: std::time::SystemTime,
+    pub error: Option<String>,
 }
 
 /// Why a config could not be applied; nothing changed.
@@ -70,10 +83,21 @@ impl Proxy {
         workers: &[tokio::runtime::Handle],
         observer: Arc<dyn Observer>,
     ) -> Result<Arc<Proxy>, ApplyError> {
+        Self::start_with_metrics(config, workers, observer, Arc::new(Metrics::new()))
+    }
+
+    /// [`Proxy::start`], counting into `metrics` (which the admin listener serves).
+    pub fn start_with_metrics(
+        config: Config,
+        workers: &[tokio::runtime::Handle],
+        observer: Arc<dyn Observer>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Proxy>, ApplyError> {
         if workers.is_empty() {
             return Err(std::io::Error::other("no worker runtime").into());
         }
-        let registries = Registries::new(workers.len(), observer).map_err(std::io::Error::other)?;
+        let registries = Registries::with_metrics(workers.len(), observer, metrics)
+            .map_err(std::io::Error::other)?;
         let per_worker = match config.server.max_connections_per_worker {
             0 => listener::default_worker_limit(workers.len()),
             n => n,
@@ -107,6 +131,8 @@ impl Proxy {
                 .iter()
                 .map(|_| Arc::new(Limit::new("max_connections_per_worker", per_worker)))
                 .collect(),
+            started: Instant::now(),
+            last_reload: Mutex::new(None),
         });
         let wanted = Wanted::all(&proxy.snapshot.load().config);
         let opened = proxy.open_listeners(&wanted)?;
@@ -233,6 +259,49 @@ impl Proxy {
     /// Open client connections (an upgraded connection counts until its tunnel closes).
     pub fn open_connections(&self) -> usize {
         self.tracker.count()
+    }
+
+    /// The process-wide metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.registries.metrics
+    }
+
+    /// When the proxy started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Records a reload attempt's result (for the status page and the reload metrics).
+    pub fn note_reload(&self, result: Result<(), String>) {
+        let at = std::time::SystemTime::now();
+        let unix = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.registries.metrics.reload(result.is_ok(), unix);
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastReload {
+            ok: result.is_ok(),
+            at,
+            error: result.err(),
+        });
+    }
+
+    pub fn last_reload(&self) -> Option<LastReload> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The open listeners with their connection counts.
+    pub fn listeners(&self) -> Vec<ListenerStatus> {
+        self.lock_listeners().status()
+    }
+
+    /// Compiles the running config again and swaps it in (a weight set on the admin API is compiled into
+    /// its pool's balancer). May block: run it off the workers.
+    pub fn rebuild(&self) -> Result<ReloadReport, ApplyError> {
+        let config = (*self.snapshot().config).clone();
+        self.reload(config)
     }
 
     /// The addresses the listeners are bound to, by configured bind address (which may say port 0).

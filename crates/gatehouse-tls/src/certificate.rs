@@ -104,6 +104,13 @@ pub fn from_pem(
     })
 }
 
+/// The issuer's distinguished name (for status pages), or "" if the certificate does not parse.
+pub fn issuer(der: &CertificateDer<'_>) -> String {
+    x509_parser::parse_x509_certificate(der.as_ref())
+        .map(|(_, c)| c.issuer().to_string())
+        .unwrap_or_default()
+}
+
 /// Validity window and DNS names of a DER certificate.
 pub fn inspect(der: &CertificateDer<'_>) -> Result<(SystemTime, SystemTime, Vec<String>), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;

@@ -17,7 +17,7 @@ pub mod store;
 
 pub use certificate::{CertError, LoadedCert};
 pub use challenge::Http01Tokens;
-pub use manager::{CertManager, ManagedSite, SiteCert};
+pub use manager::{CertInfo, CertManager, CertSource, ManagedSite, SiteCert};
 pub use store::CertStore;
 
 use std::sync::{Arc, OnceLock};

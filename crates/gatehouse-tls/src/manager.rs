@@ -34,6 +34,23 @@ pub struct ManagedSite {
     pub order: usize,
 }
 
+/// A certificate being served.
+#[derive(Debug, Clone)]
+pub struct CertInfo {
+    /// The site's first host (for ACME sites, its id).
+    pub site: String,
+    pub source: CertSource,
+    pub names: Vec<String>,
+    pub not_after: SystemTime,
+    pub issuer: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertSource {
+    File,
+    Acme,
+}
+
 /// What the files looked like when last read: modification time and size of cert and key.
 type Stamp = Option<(SystemTime, u64, SystemTime, u64)>;
 
@@ -169,6 +186,36 @@ impl CertManager {
             self.store.replace(build_map(&entries, &self.managed()));
         }
         swapped
+    }
+
+    /// Every certificate being served: from files, then from ACME (for status pages and metrics).
+    pub fn list(&self) -> Vec<CertInfo> {
+        let info = |site: String, source: CertSource, c: &LoadedCert| CertInfo {
+            site,
+            source,
+            names: c.names.clone(),
+            not_after: c.not_after,
+            issuer: c
+                .key
+                .cert
+                .first()
+                .map(crate::certificate::issuer)
+                .unwrap_or_default(),
+        };
+        let mut out: Vec<CertInfo> = self
+            .lock()
+            .iter()
+            .filter_map(|e| {
+                let site = e.site.hosts.first().cloned().unwrap_or_default();
+                e.loaded.as_ref().map(|c| info(site, CertSource::File, c))
+            })
+            .collect();
+        out.extend(
+            self.managed()
+                .iter()
+                .map(|(id, (_, c))| info(id.clone(), CertSource::Acme, c)),
+        );
+        out
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {

@@ -14,6 +14,8 @@ use tokio::sync::watch;
 pub struct Acme {
     sites: watch::Sender<Vec<AcmeSite>>,
     settings: gatehouse_config::Acme,
+    /// Orders, failures and states, for the admin listener.
+    pub stats: Arc<gatehouse_acme::AcmeStats>,
 }
 
 /// The sites of `config` that say `tls = "acme"`.
@@ -83,10 +85,12 @@ impl Acme {
         let loaded = manager.load_stored(&sites).await;
         tracing::info!(sites = sites.len(), loaded_from_storage = loaded, storage = %a.storage.display(), directory = %a.directory, "ACME manager started");
         let (tx, rx) = watch::channel(sites);
+        let stats = manager.stats();
         tokio::spawn(manager.run(rx));
         Ok(Some(Acme {
             sites: tx,
             settings: a.clone(),
+            stats,
         }))
     }
 

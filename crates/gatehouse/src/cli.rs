@@ -26,6 +26,44 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Talk to a running Gatehouse's admin listener: show status, drain, disable or enable a server, set a
+    /// weight. The address and token come from the config file's [server] admin / admin_token unless given.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The admin listener (default: [server] admin of the config file).
+    #[arg(long)]
+    pub admin: Option<std::net::SocketAddr>,
+    /// The admin token (default: $GATEHOUSE_ADMIN_TOKEN, then [server] admin_token of the config file).
+    #[arg(long, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub action: CtlAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlAction {
+    /// Pools and servers with health, admin state, in-flight and weight (--json: the whole /status).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// No new requests to the server; in-flight ones finish.
+    Drain { pool: String, server: String },
+    /// Take the server out (no new requests).
+    Disable { pool: String, server: String },
+    /// Put a drained or disabled server back.
+    Enable { pool: String, server: String },
+    /// Set the server's weight (1-1000), or "config" for the config file's.
+    Weight {
+        pool: String,
+        server: String,
+        weight: String,
+    },
 }
 
 #[derive(Debug, Args)]

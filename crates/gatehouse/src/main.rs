@@ -2,6 +2,7 @@
 
 mod acme;
 mod cli;
+mod ctl;
 mod logging;
 mod observe;
 mod reload;
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Check { config } => check(&config.path),
         cli::Command::Run { config } => run::run(&config.path),
+        cli::Command::Ctl(args) => ctl::ctl(args),
     }
 }
 

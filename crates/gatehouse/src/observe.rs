@@ -1,7 +1,25 @@
-//! What the binary does at the end of every request, until the access log and metrics arrive: one debug
-//! line per request (`RUST_LOG=gatehouse::request=debug`), built only when that level is on.
+//! What the binary does at the end of every request (metrics are counted by the data path itself): the
+//! access log when one is configured, and one debug line per request (`RUST_LOG=gatehouse::request=debug`),
+//! built only when that level is on.
 
+use gatehouse_access_log::AccessLog;
 use gatehouse_proxy::{Observer, RequestCtx, Snapshot};
+use std::sync::Arc;
+
+/// The binary's end-of-request hook.
+#[derive(Debug, Default)]
+pub struct Observers {
+    pub access_log: Option<Arc<AccessLog>>,
+}
+
+impl Observer for Observers {
+    fn request_end(&self, snapshot: &Snapshot, ctx: &RequestCtx) {
+        if let Some(log) = &self.access_log {
+            log.request_end(snapshot, ctx);
+        }
+        LogObserver.request_end(snapshot, ctx);
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct LogObserver;

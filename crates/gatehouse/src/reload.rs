@@ -74,6 +74,7 @@ impl Reloader {
                     generation,
                     "config rejected; the running config keeps serving:\n{e}"
                 );
+                self.proxy.note_reload(Err(e));
                 false
             }
         }
@@ -108,6 +109,7 @@ impl Reloader {
                     generation,
                     "config rejected; the running config keeps serving:\n{e}"
                 );
+                self.proxy.note_reload(Err(e.to_string()));
                 return false;
             }
         };
@@ -121,10 +123,12 @@ impl Reloader {
                     listeners_removed = ?report.listeners_removed,
                     "config applied"
                 );
+                self.proxy.note_reload(Ok(()));
                 true
             }
             Err(e) => {
                 tracing::error!(generation, error = %e, "config not applied; the running config keeps serving");
+                self.proxy.note_reload(Err(e.to_string()));
                 false
             }
         }

@@ -65,8 +65,29 @@ async fn serve(
     runtimes: &gatehouse_proxy::Workers,
 ) -> ExitCode {
     let workers = runtimes.len();
-    let observer = Arc::new(crate::observe::LogObserver);
-    let proxy = match Proxy::start(config, runtimes.handles(), observer) {
+    let metrics = Arc::new(gatehouse_metrics::Metrics::new());
+    let access_log = match start_access_log(&config.server.access_log, &metrics) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the access log");
+            return ExitCode::from(1);
+        }
+    };
+    // Bound before anything serves: a busy admin port is a start-up error, not a silent absence.
+    let admin_listener = match config.server.admin {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot bind the admin listener");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let observer = Arc::new(crate::observe::Observers {
+        access_log: access_log.clone(),
+    });
+    let proxy = match Proxy::start_with_metrics(config, runtimes.handles(), observer, metrics) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -74,6 +95,19 @@ async fn serve(
         }
     };
     tracing::info!(config = %path.display(), workers, generation = proxy.generation(), "gatehouse started");
+    let acme_slot = gatehouse_admin::AcmeSlot::default();
+    if let Some(listener) = admin_listener {
+        let local = listener.local_addr().ok();
+        if proxy.snapshot().config.server.admin_token.is_none()
+            && local.is_some_and(|a| !a.ip().is_loopback())
+        {
+            tracing::warn!(admin = ?local, "the admin listener is not on loopback and has no admin_token: anyone who reaches it can drain servers");
+        }
+        tracing::info!(admin = ?local, "admin listener: /status, /metrics, dashboard at /");
+        let admin =
+            gatehouse_admin::Admin::new(proxy.clone(), path.to_path_buf(), acme_slot.clone());
+        tokio::spawn(admin.serve(listener));
+    }
     let acme = match crate::acme::Acme::start(&proxy.snapshot().config, &proxy).await {
         Ok(a) => a,
         Err(e) => {
@@ -81,14 +115,47 @@ async fn serve(
             return ExitCode::from(1);
         }
     };
+    let set_acme = move |a: &Option<crate::acme::Acme>| {
+        *acme_slot.lock().unwrap_or_else(|e| e.into_inner()) = a.as_ref().map(|a| a.stats.clone());
+    };
+    set_acme(&acme);
     let reloader = Reloader::new(path.to_path_buf(), proxy.clone(), bytes);
-    match follow(path, &proxy, reloader, acme).await {
+    let code = match follow(
+        path,
+        &proxy,
+        reloader,
+        acme,
+        access_log.as_deref(),
+        set_acme,
+    )
+    .await
+    {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers");
             ExitCode::from(1)
         }
+    };
+    // Every line of the requests that finished is written before the process exits.
+    if let Some(a) = &access_log {
+        a.writer().close();
     }
+    code
+}
+
+/// The access log's writer thread, unless the log is off.
+fn start_access_log(
+    target: &gatehouse_config::AccessLog,
+    metrics: &gatehouse_metrics::Metrics,
+) -> std::io::Result<Option<Arc<gatehouse_access_log::AccessLog>>> {
+    use gatehouse_access_log::{AccessLog, Target, Writer};
+    let target = match target {
+        gatehouse_config::AccessLog::Off => return Ok(None),
+        gatehouse_config::AccessLog::Stdout => Target::Stdout,
+        gatehouse_config::AccessLog::File(p) => Target::File(p.clone()),
+    };
+    let writer = Writer::start(target, metrics.events.access_log_dropped.clone())?;
+    Ok(Some(Arc::new(AccessLog::new(writer))))
 }
 
 async fn follow(
@@ -96,6 +163,8 @@ async fn follow(
     proxy: &Arc<Proxy>,
     mut reloader: Reloader,
     mut acme: Option<crate::acme::Acme>,
+    access_log: Option<&gatehouse_access_log::AccessLog>,
+    set_acme: impl Fn(&Option<crate::acme::Acme>),
 ) -> std::io::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -120,7 +189,10 @@ async fn follow(
                 applied
             }
             _ = usr1.recv() => {
-                tracing::info!("SIGUSR1: no access log file is open to reopen");
+                match access_log {
+                    Some(log) => log.writer().reopen(),
+                    None => tracing::info!("SIGUSR1: no access log is open to reopen"),
+                }
                 false
             }
             Some(()) = file_events.recv() => reloader.check(Trigger::FileEvent).await,
@@ -139,7 +211,10 @@ async fn follow(
             match &acme {
                 Some(a) => a.update(&config, proxy),
                 None => match crate::acme::Acme::start(&config, proxy).await {
-                    Ok(a) => acme = a,
+                    Ok(a) => {
+                        acme = a;
+                        set_acme(&acme);
+                    }
                     Err(e) => tracing::error!(error = %e, "cannot start ACME"),
                 },
             }

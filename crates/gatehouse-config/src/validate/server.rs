@@ -5,6 +5,27 @@ use crate::model::*;
 use crate::raw::RawServer;
 use std::net::SocketAddr;
 
+/// Path prefixes for `access_log_skip` (server or site): each starts with `/`.
+pub(super) fn skip_paths(
+    c: &mut Checker,
+    list: &[toml::Spanned<String>],
+    key: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in list {
+        if p.get_ref().starts_with('/') {
+            out.push(p.get_ref().clone());
+        } else {
+            c.err(
+                p.span(),
+                key,
+                format!("{:?}: a path prefix starts with \"/\"", p.get_ref()),
+            );
+        }
+    }
+    out
+}
+
 pub(super) fn check(c: &mut Checker, s: &RawServer) -> Server {
     let admin = s.admin.as_ref().and_then(|a| {
         let text = a.get_ref().trim();
@@ -84,7 +105,24 @@ pub(super) fn check(c: &mut Checker, s: &RawServer) -> Server {
         "server.max_connections_per_worker",
         "derived from the open-file limit",
     );
+    let access_log_skip = s
+        .access_log_skip
+        .as_ref()
+        .map_or_else(Vec::new, |l| skip_paths(c, l, "server.access_log_skip"));
+    let access_log_sample = match &s.access_log_sample {
+        None => 0,
+        Some(v) => u32::try_from(*v.get_ref()).unwrap_or_else(|_| {
+            c.err(
+                v.span(),
+                "server.access_log_sample",
+                "must be 0 (skipped requests are never logged) or N (one in N is logged)",
+            );
+            0
+        }),
+    };
     Server {
+        access_log_skip,
+        access_log_sample,
         admin,
         log_level: match &s.log_level {
             None => defaults::LOG_LEVEL.into(),

@@ -113,6 +113,24 @@ pub(super) fn check(
             redirect_https: s.redirect_https.as_ref().is_some_and(|v| *v.get_ref()),
             hsts: s.hsts.as_ref().map(|v| v.get_ref().clone()),
             allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
+            access_log: match &s.access_log {
+                None => true,
+                Some(v) => match v.get_ref().as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => {
+                        c.err(
+                            v.span(),
+                            format!("{key}.access_log"),
+                            format!("{other:?}: a site's access_log is \"on\" or \"off\" (the file is [server] access_log)"),
+                        );
+                        true
+                    }
+                },
+            },
+            access_log_skip: s.access_log_skip.as_ref().map(|l| {
+                super::server::skip_paths(c, l, &format!("{key}.access_log_skip"))
+            }),
         });
     }
     out

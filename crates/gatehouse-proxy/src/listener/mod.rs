@@ -21,7 +21,7 @@ use crate::Snapshot;
 use arc_swap::ArcSwap;
 use gatehouse_balance::now_ms;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -72,6 +72,10 @@ pub struct Limit {
     max: std::sync::atomic::AtomicUsize,
     permits: Arc<Semaphore>,
     logged_ms: AtomicU64,
+    /// Connections accepted under this limit, ever (a listener's: for its metrics and status).
+    pub accepted: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicUsize,
 }
 
 /// What "no limit" counts as: more connections than any machine holds, and a size a resize can still add
@@ -87,6 +91,8 @@ impl Limit {
             max: max.into(),
             permits: Arc::new(Semaphore::new(max)),
             logged_ms: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
         }
     }
 
@@ -142,9 +148,18 @@ impl Limit {
     }
 }
 
-/// The units of every limit a connection counts against, released when its last holder lets it go.
+/// The units of every limit a connection counts against, released when its last holder lets it go; the
+/// listener's open count falls with them.
 #[derive(Debug, Default)]
-pub struct Permits(Vec<OwnedSemaphorePermit>);
+pub struct Permits(Vec<OwnedSemaphorePermit>, Option<Arc<Limit>>);
+
+impl Drop for Permits {
+    fn drop(&mut self) {
+        if let Some(l) = &self.1 {
+            l.open.fetch_sub(1, Relaxed);
+        }
+    }
+}
 
 /// Accepts until `stop` turns true (listener removed or replaced by a reload, or shutdown). `worker` is the
 /// worker's own connection limit, shared by all its listeners.
@@ -174,6 +189,10 @@ pub async fn accept_loop(
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let mut permits = permits;
+                    ctx.limit.accepted.fetch_add(1, Relaxed);
+                    ctx.limit.open.fetch_add(1, Relaxed);
+                    permits.1 = Some(ctx.limit.clone());
                     tokio::spawn(serve::serve_connection(stream, peer, ctx.clone(), permits));
                 }
                 Err(e) => {

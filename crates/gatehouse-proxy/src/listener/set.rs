@@ -88,6 +88,17 @@ pub struct Bound {
     pub limit: Arc<Limit>,
 }
 
+/// One listener, for the status page and metrics.
+#[derive(Debug, Clone)]
+pub struct ListenerStatus {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    pub accepted: u64,
+    pub open: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct ListenerSet {
     bound: BTreeMap<SocketAddr, Bound>,
@@ -164,6 +175,22 @@ impl ListenerSet {
     }
 
     /// The addresses actually bound, by configured bind address.
+    /// Each open listener with its connection counts.
+    pub fn status(&self) -> Vec<ListenerStatus> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bound
+            .values()
+            .map(|b| ListenerStatus {
+                name: b.wanted.name.clone(),
+                bind: b.wanted.bind,
+                local: b.local,
+                tls: matches!(b.wanted.kind, Kind::Tls(_)),
+                accepted: b.limit.accepted.load(Relaxed),
+                open: b.limit.open.load(Relaxed),
+            })
+            .collect()
+    }
+
     pub fn local_addrs(&self) -> BTreeMap<SocketAddr, SocketAddr> {
         self.bound.iter().map(|(k, b)| (*k, b.local)).collect()
     }

@@ -22,9 +22,10 @@ pub mod tunnel;
 
 use crate::body::{ClientBody, ResponseBody};
 use crate::conn::{ActiveRequest, Conn};
-use crate::context::RequestCtx;
+use crate::context::{HeadFields, RequestCtx, RequestId};
 use crate::error::{status_response, ProxyError};
 use crate::exchange::Exchange;
+use crate::headers::X_REQUEST_ID;
 use crate::layers;
 use crate::snapshot::{ActionRt, PoolRt, Snapshot};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -40,11 +41,30 @@ pub async fn handle(
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Response<ClientBody> {
-    let ctx = RequestCtx::new(
+    let mut ctx = RequestCtx::new(
         ActiveRequest::new(conn),
         req.method().clone(),
         req.version(),
     );
+    // The request id: the client's when it sent a valid one (a front proxy's, a tracing header), else ours;
+    // it goes upstream, back to the client, and into the log.
+    if let Some(v) = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .filter(|v| RequestId::is_valid_incoming(v))
+    {
+        ctx.request_id = v.clone();
+    }
+    if snap.access_log {
+        let h = req.headers();
+        ctx.head = Some(Box::new(HeadFields {
+            uri: req.uri().clone(),
+            host: None,
+            user_agent: h.get(header::USER_AGENT).cloned(),
+            referer: h.get(header::REFERER).cloned(),
+        }));
+    }
+    snap.unrouted.request_started();
     let mut x = Exchange::new(snap, ctx);
     let resp = serve(&mut x, req).await;
     deliver(x, resp)
@@ -176,6 +196,9 @@ fn fail(ctx: &mut RequestCtx, err: ProxyError) -> Response<ResponseBody> {
 fn deliver(mut x: Exchange, resp: Response<ResponseBody>) -> Response<ClientBody> {
     let ctx = x.ctx_mut();
     ctx.status = Some(resp.status());
+    let mut resp = resp;
+    resp.headers_mut()
+        .insert(X_REQUEST_ID, ctx.request_id.clone());
     if ctx.error.is_none() {
         ctx.error = resp.body().error_kind();
     }

@@ -113,6 +113,9 @@ pub fn request(
         parts.version = Version::HTTP_11;
     }
     set_forwarded_headers(&mut parts.headers, &fwd, host);
+    parts
+        .headers
+        .insert(crate::headers::X_REQUEST_ID, ctx.request_id.clone());
     // Count the body only when there is one: a plain GET allocates no counter.
     let counted = (!body.is_end_stream()).then(|| ctx.bytes_in.progress());
     // What was offered, to check the 101 against (rare: only upgrade requests copy it).

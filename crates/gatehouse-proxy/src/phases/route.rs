@@ -64,7 +64,8 @@ pub async fn route<'s, B>(
     ctx: &mut RequestCtx,
     req: &Request<B>,
 ) -> Result<Step<'s>, ProxyError> {
-    let peer = &ctx.conn().peer;
+    let conn = ctx.conn().clone();
+    let peer = &conn.peer;
     // 1.1 Framing.
     check_framing(req, ctx)?;
     if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > snap.max_request_target {
@@ -78,8 +79,12 @@ pub async fn route<'s, B>(
     }
     // 1.3 Host.
     let (host, authority) = request_host(req)?;
+    if let Some(head) = &mut ctx.head {
+        head.host = authority.clone();
+    }
     // 1.4 Site.
     let site = snap.sites.lookup(&host).ok_or(ProxyError::NoRoute)?;
+    ctx.site = Some(site.id);
     if let Some(sni) = peer.sni() {
         let by_sni = snap.sites.lookup(sni);
         if !by_sni.is_some_and(|s| std::ptr::eq(s, site)) {
@@ -117,7 +122,6 @@ pub async fn route<'s, B>(
         !snap.trusted_proxies.is_empty() && is_trusted(&snap.trusted_proxies, peer_ip);
     let client = client_ip(&snap.trusted_proxies, peer_ip, peer_trusted, req.headers());
 
-    ctx.site = Some(site.id);
     ctx.route = found.map(|(i, _, _)| i as u32);
     ctx.client_ip = client;
     let found = found.map(|(_, prefix, route)| RouteMatch {

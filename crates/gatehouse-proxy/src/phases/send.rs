@@ -64,7 +64,9 @@ pub async fn with_retries<'p>(
             server: member.id as u32,
             addr: up.addr,
             outcome: Outcome::Pending,
+            ejected: false,
         });
+        ctx.times.upstream_start.get_or_insert_with(Instant::now);
         let in_flight = up.state.acquire();
         match attempt(pool, up, req, upgrade, body_timeout, ctx).await {
             Try::Sent(resp, sender) => {
@@ -83,6 +85,10 @@ pub async fn with_retries<'p>(
                 let took_out =
                     up.state
                         .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms);
+                if took_out {
+                    ctx.attempts.ejected_last();
+                }
+                up.metrics.set_last_error(err.to_string());
                 tracing::warn!(pool = %pool.name, server = %up.addr, error = %err, taken_out = took_out, "server unreachable, trying another");
                 req = back;
                 last_error = Some(err);
@@ -102,9 +108,15 @@ pub async fn with_retries<'p>(
                     | ProxyError::BodyTooLarge => Outcome::ClientFailed,
                     _ => Outcome::Failed,
                 });
-                if timed_out {
-                    up.state
-                        .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms);
+                if timed_out
+                    && up
+                        .state
+                        .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms)
+                {
+                    ctx.attempts.ejected_last();
+                }
+                if err.kind().is_upstream() {
+                    up.metrics.set_last_error(err.to_string());
                 }
                 return Err(err);
             }

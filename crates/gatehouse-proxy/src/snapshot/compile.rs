@@ -6,7 +6,7 @@
 use super::{ActionRt, PoolRt, Registries, RouteRt, SiteRt, Snapshot};
 use crate::upstream::{self, pool::ConnPool, ConnKey, Upstream};
 use bytes::Bytes;
-use gatehouse_balance::{Algorithm, Selector, ServerState};
+use gatehouse_balance::{Algorithm, Entry, Selector, ServerState};
 use gatehouse_config::{Balance, Config, Diagnostic, HostPattern, Pool, RouteAction, ServerSpec};
 use gatehouse_route::{HostTable, PathTable};
 use http::{HeaderValue, StatusCode};
@@ -42,6 +42,10 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
 
     let mut sites = HostTable::default();
     for (i, site) in config.sites.iter().enumerate() {
+        let name = site
+            .hosts
+            .first()
+            .map_or_else(String::new, HostPattern::as_config);
         let mut routes = Vec::with_capacity(site.routes.len());
         for (j, r) in site.routes.iter().enumerate() {
             // Validation makes each of these impossible; if one slipped through, the route must not
@@ -86,6 +90,7 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
                 },
             };
             let rt = RouteRt {
+                metrics: reg.metrics.route(&name, &r.path),
                 action,
                 access: (!r.access.is_empty()).then(|| r.access.clone()),
                 max_body: r.max_body,
@@ -102,13 +107,18 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
             HostPattern::Wildcard(s) => Some(s.as_str()),
             HostPattern::Exact(_) => None,
         });
-        let name = site
-            .hosts
-            .first()
-            .map_or_else(String::new, HostPattern::as_config);
         sites.insert(
             SiteRt {
                 id: i as u32,
+                metrics: reg.metrics.site(&name),
+                access_log: site.access_log,
+                access_log_skip: site
+                    .access_log_skip
+                    .as_ref()
+                    .unwrap_or(&config.server.access_log_skip)
+                    .iter()
+                    .map(|p| p.as_str().into())
+                    .collect(),
                 name: name.into_boxed_str(),
                 canonical_host: site
                     .exact_hosts()
@@ -164,6 +174,10 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
     }
 
     Ok(Snapshot {
+        unrouted: reg.metrics.route("", ""),
+        unrouted_site: reg.metrics.site(""),
+        access_log: s.access_log != gatehouse_config::AccessLog::Off,
+        access_log_sample: s.access_log_sample,
         http01: reg.http01.clone(),
         observer: reg.observer.clone(),
         https_port,
@@ -266,11 +280,18 @@ fn compile_pool(p: &Pool, id: u32, reg: &Registries) -> Result<PoolRt, Vec<Diagn
             tls: name.map(|n| (ca_pem.clone().unwrap_or_else(|| Arc::from(&[][..])), n)),
             http2: p.http2,
         };
+        let pool_key = (Arc::<str>::from(p.name.as_str()), addr);
         upstreams.push(Upstream {
             addr,
             state: reg
                 .servers
                 .get_or_insert_with(addr, || ServerState::new(addr)),
+            admin: reg
+                .admin
+                .get_or_insert_with(pool_key.clone(), Default::default),
+            metrics: reg
+                .server_metrics
+                .get_or_insert_with(pool_key, || reg.metrics.server(&p.name, &addr.to_string())),
             conns: reg
                 .conns
                 .get_or_insert_with(conn_key, || ConnPool::new(reg.workers)),
@@ -287,13 +308,17 @@ fn compile_pool(p: &Pool, id: u32, reg: &Registries) -> Result<PoolRt, Vec<Diagn
     };
     let selector = Selector::new(
         algorithm,
-        p.servers
-            .iter()
-            .zip(&upstreams)
-            .map(|(s, u)| (u.state.clone(), s.weight, s.backup)),
+        p.servers.iter().zip(&upstreams).map(|(s, u)| Entry {
+            state: u.state.clone(),
+            admin: u.admin.clone(),
+            // A weight set on the admin API stands in for the config's while the server is listed.
+            weight: u.admin.weight().unwrap_or(s.weight),
+            backup: s.backup,
+        }),
     );
     Ok(PoolRt {
         id,
+        metrics: reg.metrics.pool(&p.name),
         name: p.name.as_str().into(),
         selector,
         upstreams,

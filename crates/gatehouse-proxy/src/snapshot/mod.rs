@@ -8,13 +8,15 @@
 //!
 //! * [`compile`] builds a snapshot from a validated config (resolving server names, reading CA files);
 //! * [`registries`] holds the long-lived state a compile reads and shares;
-//! * [`observer`] is the end-of-request hook each snapshot carries.
+//! * [`observer`] is the end-of-request hook each snapshot carries;
+//! * [`record`] counts a finished request into the metric handles the snapshot holds.
 //!
 //! These files and this one name each other's types (a snapshot holds its observer, the observer is told
 //! the snapshot): a cycle inside the folder, which is one concept.
 
 pub mod compile;
 pub mod observer;
+pub mod record;
 pub mod registries;
 
 pub use compile::compile;
@@ -26,6 +28,7 @@ use crate::upstream::{self, Upstream};
 use bytes::Bytes;
 use gatehouse_balance::{Algorithm, Selector};
 use gatehouse_config::{AccessRules, Config};
+use gatehouse_metrics::{PoolMetrics, RouteMetrics, SiteMetrics};
 use gatehouse_route::{HostTable, PathTable};
 use http::{HeaderValue, StatusCode};
 use hyper::server::conn::{http1, http2};
@@ -60,6 +63,13 @@ pub struct Snapshot {
     pub http2: Arc<http2::Builder<TokioExecutor>>,
     /// Told about every request when it ends.
     pub observer: Arc<dyn Observer>,
+    /// Counters of requests that matched no site or route.
+    pub unrouted: RouteMetrics,
+    pub unrouted_site: SiteMetrics,
+    /// An access log is written: request heads keep what a line shows ([`crate::context::HeadFields`]).
+    pub access_log: bool,
+    /// One in this many requests on a skipped path is logged anyway (0: none).
+    pub access_log_sample: u32,
 }
 
 impl Snapshot {
@@ -116,11 +126,18 @@ pub struct SiteRt {
     pub hsts: Option<HeaderValue>,
     /// `%2F` and `%5C` in paths are passed through (matched decoded) instead of refused.
     pub allow_encoded_slashes: bool,
+    pub metrics: SiteMetrics,
+    /// The site's requests are logged (`access_log = "off"` on the site: not).
+    pub access_log: bool,
+    /// Path prefixes whose successful requests are not logged (health checks).
+    pub access_log_skip: Box<[Box<str>]>,
 }
 
 #[derive(Debug)]
 pub struct RouteRt {
     pub action: ActionRt,
+    /// Requests by status class and protocol.
+    pub metrics: RouteMetrics,
     /// `None` when neither site nor route has allow/deny rules (the common case: no check at all).
     pub access: Option<AccessRules>,
     pub max_body: Option<u64>,
@@ -163,6 +180,8 @@ pub struct PoolRt {
     pub fail_timeout_ms: u64,
     pub idle_timeout: Duration,
     pub max_idle: usize,
+    /// Upstream connect and response times.
+    pub metrics: PoolMetrics,
 }
 
 impl PoolRt {

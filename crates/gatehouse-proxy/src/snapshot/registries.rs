@@ -3,8 +3,10 @@
 
 use super::Observer;
 use crate::upstream::{pool::ConnPool, ConnKey};
-use gatehouse_balance::{Registry, ServerState};
+use gatehouse_balance::{AdminControl, Registry, ServerState};
+use gatehouse_metrics::{Metrics, ServerMetrics};
 use gatehouse_tls::{CertManager, Http01Tokens, MinVersion};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -20,10 +22,25 @@ pub struct Registries {
     pub tls: TlsServers,
     pub http01: Arc<Http01Tokens>,
     pub observer: Arc<dyn Observer>,
+    /// Every metric family; compiles take their handles from it.
+    pub metrics: Arc<Metrics>,
+    /// What the admin API set for a server of a pool, by (pool, address).
+    pub admin: Registry<AdminControl, (Arc<str>, SocketAddr)>,
+    /// Counters of a server of a pool, by (pool, address).
+    pub server_metrics: Registry<ServerMetrics, (Arc<str>, SocketAddr)>,
 }
 
 impl Registries {
+    /// With a fresh metrics registry (tests, `gatehouse check`).
     pub fn new(workers: usize, observer: Arc<dyn Observer>) -> Result<Self, rustls::Error> {
+        Self::with_metrics(workers, observer, Arc::new(Metrics::new()))
+    }
+
+    pub fn with_metrics(
+        workers: usize,
+        observer: Arc<dyn Observer>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, rustls::Error> {
         let certs = CertManager::new();
         let tls = TlsServers::new(&certs)?;
         Ok(Registries {
@@ -34,6 +51,9 @@ impl Registries {
             tls,
             http01: Arc::new(Http01Tokens::default()),
             observer,
+            metrics,
+            admin: Registry::default(),
+            server_metrics: Registry::default(),
         })
     }
 }

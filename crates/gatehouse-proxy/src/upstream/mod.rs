@@ -15,7 +15,8 @@ pub mod h2_settings;
 pub mod pool;
 pub mod sender;
 
-use gatehouse_balance::ServerState;
+use gatehouse_balance::{AdminControl, ServerState};
+use gatehouse_metrics::ServerMetrics;
 use pool::ConnPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,10 @@ use std::time::Duration;
 pub struct Upstream {
     pub addr: SocketAddr,
     pub state: Arc<ServerState>,
+    /// Drain / disable / weight from the admin API, for this server in this pool.
+    pub admin: Arc<AdminControl>,
+    /// Counters, latency and last error of this server in this pool (kept across reloads).
+    pub metrics: Arc<ServerMetrics>,
     pub conns: Arc<ConnPool>,
     /// For TLS pools: the name sent as SNI and verified in the server's certificate.
     pub server_name: Option<rustls_pki_types::ServerName<'static>>,

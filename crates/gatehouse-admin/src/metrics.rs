@@ -1,0 +1,68 @@
+//! `GET /metrics`: the state gauges are filled from the live proxy (servers of the current snapshot, open
+//! listeners, served certificates, ACME counters), then every family is encoded as OpenMetrics text, which
+//! Prometheus reads (and any scraper that accepts its `Accept` header).
+
+use crate::{Admin, Body};
+use bytes::Bytes;
+use gatehouse_balance::now_ms;
+use gatehouse_metrics::{set_counter, set_gauge, CertLabels, ListenerLabels, ServerLabels};
+use http::{header, HeaderValue, Response};
+use http_body_util::Full;
+use std::time::SystemTime;
+
+pub fn metrics(admin: &Admin) -> Response<Body> {
+    let proxy = &admin.proxy;
+    let m = proxy.metrics();
+    let snap = proxy.snapshot();
+    let acme = admin.acme_stats();
+    let text = m.encode(|g| {
+        let now = now_ms();
+        for p in &snap.pools {
+            let spec = snap.config.pools.get(&*p.name);
+            for (i, u) in p.upstreams.iter().enumerate() {
+                let l = ServerLabels {
+                    pool: p.name.to_string(),
+                    server: u.addr.to_string(),
+                };
+                g.server_up
+                    .get_or_create(&l)
+                    .set(i64::from(u.state.is_available(now)));
+                set_gauge(&g.server_in_flight.get_or_create(&l), u.state.in_flight());
+                g.server_admin_state
+                    .get_or_create(&l)
+                    .set(u.admin.state().code());
+                let w = spec.and_then(|c| c.servers.get(i)).map_or(1, |s| s.weight);
+                g.server_weight
+                    .get_or_create(&l)
+                    .set(i64::from(u.admin.weight().unwrap_or(w)));
+            }
+        }
+        for l in proxy.listeners() {
+            let labels = ListenerLabels { listener: l.name };
+            set_gauge(&g.connections_open.get_or_create(&labels), l.open);
+            set_counter(&g.connections_accepted.get_or_create(&labels), l.accepted);
+        }
+        let now = SystemTime::now();
+        for c in proxy.certificates().list() {
+            let left = match c.not_after.duration_since(now) {
+                Ok(d) => d.as_secs() as i64,
+                Err(e) => -(e.duration().as_secs() as i64),
+            };
+            for name in c.names {
+                g.cert_expiry.get_or_create(&CertLabels { name }).set(left);
+            }
+        }
+        set_gauge(&g.generation, proxy.generation());
+        if let Some(a) = &acme {
+            use std::sync::atomic::Ordering::Relaxed;
+            set_counter(&m.events.acme_orders, a.orders.load(Relaxed));
+            set_counter(&m.events.acme_failures, a.failures.load(Relaxed));
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
