@@ -485,7 +485,7 @@ backend backends
     return Proc("haproxy", ["haproxy", "-db", "-f", cfg], tmp)
 
 
-def gatehouse_toml(port, backends, tls_port=None, tls=None):
+def gatehouse_toml(port, backends, tls_port=None, tls=None, access_log="off"):
     servers = ", ".join(f'"127.0.0.1:{p}"' for p in backends)
     tls_listener = tls_site = ""
     if tls_port:
@@ -500,7 +500,7 @@ tls = true
     return f"""[server]
 workers = 1
 log_level = "warn"
-access_log = "off"
+access_log = "{access_log}"
 
 [[listener]]
 name = "bench"
@@ -519,13 +519,15 @@ servers = [{servers}]
 """
 
 
-def start_gatehouse(tmp, binary, port, backends, tls_port=None, tls=None, name="gatehouse"):
+def start_gatehouse(tmp, binary, port, backends, tls_port=None, tls=None, name="gatehouse", access_log="off"):
     # Each Gatehouse in its own folder: it watches its config's folder.
     folder = os.path.join(tmp, name)
     os.makedirs(folder, exist_ok=True)
     cfg = os.path.join(folder, "gatehouse.toml")
     with open(cfg, "w") as f:
-        f.write(gatehouse_toml(port, backends, tls_port, tls))
+        if access_log == "file":
+            access_log = os.path.join(folder, "access.log")
+        f.write(gatehouse_toml(port, backends, tls_port, tls, access_log))
     return Proc(name, [binary, "run", "-c", cfg], tmp)
 
 
@@ -1146,6 +1148,9 @@ def parse_args(argv):
     ap.add_argument("--gatehouse-bin", default=os.environ.get("GATEHOUSE_BIN")
                     or os.path.join(ROOT, "target", "release", "gatehouse"))
     ap.add_argument("--no-direct", action="store_true", help="skip the direct-to-backend baseline")
+    ap.add_argument("--access-log", choices=["off", "file"], default="off",
+                    help="the gatehouse contender's access log (the baseline's is always off): 'file' writes "
+                         "combined lines to a file in its temp folder, to measure what logging costs")
     ap.add_argument("--idle-conns", type=int, help="idle connections for the memory test (default 10000, "
                                                    "smoke 200, 0 = skip)")
     ap.add_argument("--warmup", type=float, help="seconds of unmeasured load per contender first (default 2, smoke 0)")
@@ -1277,7 +1282,8 @@ def main(argv=None):
             targets = []
             for c in a.contenders:
                 if c == "gatehouse":
-                    t = Target(c, p_gh, p_gh, start_gatehouse(tmp, a.gatehouse_bin, p_gh, backends, p_gh_tls, tls),
+                    t = Target(c, p_gh, p_gh, start_gatehouse(tmp, a.gatehouse_bin, p_gh, backends, p_gh_tls, tls,
+                                                             access_log=a.access_log),
                                p_gh_tls)
                 elif c == "baseline":
                     t = Target(c, p_bl, p_bl, start_gatehouse(tmp, a.baseline_bin, p_bl, backends, p_bl_tls, tls,

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod browser;
 pub mod client;
 pub mod gatehouse;
 pub mod inproc;
