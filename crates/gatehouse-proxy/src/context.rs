@@ -375,14 +375,24 @@ impl RequestId {
 }
 
 impl RequestId {
-    /// As a header value: 32 hex digits.
+    /// As a header value: 32 hex digits, marked sensitive (see [`RequestId::for_header`]).
     pub fn header_value(self) -> HeaderValue {
         let mut buf = [0u8; 32];
         let hex = b"0123456789abcdef";
         for (i, b) in buf.iter_mut().enumerate() {
             *b = hex[((self.0 >> (124 - 4 * i)) & 0xf) as usize];
         }
-        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        Self::for_header(
+            HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-")),
+        )
+    }
+
+    /// A request id's value as it is sent on: marked "sensitive", which HTTP/2 encodes as a literal never
+    /// indexed. A value unique per request would otherwise be added to every connection's HPACK table and
+    /// evict the entries that make repeated headers cost a byte or two.
+    pub fn for_header(mut v: HeaderValue) -> HeaderValue {
+        v.set_sensitive(true);
+        v
     }
 
     /// Whether a client's `X-Request-Id` is kept: 1 to 128 characters that are safe in a log line and a

@@ -195,6 +195,25 @@ mod tests {
     use crate::parse;
 
     #[test]
+    fn access_log_settings_reach_the_model() {
+        let cfg = parse(
+            &OK.replacen(
+                "[[site]]\nhosts = [\"example.com\", \"*.example.org\"]",
+                "[server]\naccess_log_skip = [\"/healthz\"]\naccess_log_sample = 10\n[[site]]\nhosts = [\"example.com\", \"*.example.org\"]\naccess_log = \"off\"\naccess_log_skip = []",
+                1,
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.server.access_log_skip, ["/healthz"]);
+        assert_eq!(cfg.server.access_log_sample, 10);
+        assert!(!cfg.sites[0].access_log);
+        assert_eq!(cfg.sites[0].access_log_skip.as_deref(), Some(&[][..]));
+        let plain = parse(OK, "t.toml").unwrap();
+        assert!(plain.sites[0].access_log && plain.sites[0].access_log_skip.is_none());
+    }
+
+    #[test]
     fn bad_server_settings_name_their_line() {
         rejects(
             "bad log level",
@@ -237,6 +256,27 @@ mod tests {
             "[server]\nmax_request_target = \"1MiB\"\n[pool.web]",
             13,
             "max_request_target",
+        );
+        rejects(
+            "a skip path that is not a path",
+            "[pool.web]",
+            "[server]\naccess_log_skip = [\"/ok\", \"healthz\"]\n[pool.web]",
+            13,
+            "server.access_log_skip",
+        );
+        rejects(
+            "a negative sample",
+            "[pool.web]",
+            "[server]\naccess_log_sample = -1\n[pool.web]",
+            13,
+            "server.access_log_sample",
+        );
+        rejects(
+            "a site's access_log is on or off",
+            "hosts = [\"example.com\", \"*.example.org\"]",
+            "hosts = [\"example.com\", \"*.example.org\"]\naccess_log = \"/var/log/x\"",
+            8,
+            "\"on\" or \"off\"",
         );
         rejects(
             "small header limit",

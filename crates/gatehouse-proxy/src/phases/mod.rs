@@ -53,7 +53,7 @@ pub async fn handle(
         .get(X_REQUEST_ID)
         .filter(|v| RequestId::is_valid_incoming(v))
     {
-        ctx.request_id = v.clone();
+        ctx.request_id = RequestId::for_header(v.clone());
     }
     if snap.access_log {
         let h = req.headers();
