@@ -155,6 +155,14 @@ async fn read_body(body: Incoming) -> Result<Bytes, Response<Body>> {
     }
 }
 
+/// Whole seconds from `from` to `to`, negative when `to` is earlier (an expired certificate).
+pub(crate) fn seconds_between(from: std::time::SystemTime, to: std::time::SystemTime) -> i64 {
+    match to.duration_since(from) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
 pub(crate) fn text(status: StatusCode, body: &str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *r.status_mut() = status;

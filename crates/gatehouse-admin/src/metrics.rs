@@ -18,8 +18,7 @@ pub fn metrics(admin: &Admin) -> Response<Body> {
     let text = m.encode(|g| {
         let now = now_ms();
         for p in &snap.pools {
-            let spec = snap.config.pools.get(&*p.name);
-            for (i, u) in p.upstreams.iter().enumerate() {
+            for u in &p.upstreams {
                 let l = ServerLabels {
                     pool: p.name.to_string(),
                     server: u.addr.to_string(),
@@ -31,10 +30,7 @@ pub fn metrics(admin: &Admin) -> Response<Body> {
                 g.server_admin_state
                     .get_or_create(&l)
                     .set(u.admin.state().code());
-                let w = spec.and_then(|c| c.servers.get(i)).map_or(1, |s| s.weight);
-                g.server_weight
-                    .get_or_create(&l)
-                    .set(i64::from(u.admin.weight().unwrap_or(w)));
+                g.server_weight.get_or_create(&l).set(i64::from(u.weight()));
             }
         }
         for l in proxy.listeners() {
@@ -44,10 +40,7 @@ pub fn metrics(admin: &Admin) -> Response<Body> {
         }
         let now = SystemTime::now();
         for c in proxy.certificates().list() {
-            let left = match c.not_after.duration_since(now) {
-                Ok(d) => d.as_secs() as i64,
-                Err(e) => -(e.duration().as_secs() as i64),
-            };
+            let left = crate::seconds_between(now, c.not_after);
             for name in c.names {
                 g.cert_expiry.get_or_create(&CertLabels { name }).set(left);
             }

@@ -9,10 +9,7 @@ use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn unix(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    }
+    crate::seconds_between(UNIX_EPOCH, t)
 }
 
 pub fn status(admin: &Admin) -> Value {
@@ -57,18 +54,15 @@ pub fn status(admin: &Admin) -> Value {
             let servers: Vec<Value> = p
                 .upstreams
                 .iter()
-                .enumerate()
-                .map(|(i, u)| {
-                    let s = spec.and_then(|c| c.servers.get(i));
-                    let config_weight = s.map_or(1, |s| s.weight);
+                .map(|u| {
                     json!({
                         "addr": u.addr.to_string(),
                         "healthy": u.state.is_available(now),
                         "admin_state": u.admin.state().as_str(),
                         "in_flight": u.state.in_flight(),
-                        "weight": u.admin.weight().unwrap_or(config_weight),
-                        "config_weight": config_weight,
-                        "backup": s.is_some_and(|s| s.backup),
+                        "weight": u.weight(),
+                        "config_weight": u.config_weight,
+                        "backup": u.backup,
                         "requests": u.metrics.selections.get(),
                         "failures": u.metrics.failures.get(),
                         "ejections": u.metrics.ejections.get(),
@@ -107,7 +101,7 @@ pub fn status(admin: &Admin) -> Value {
                 "issuer": c.issuer,
                 "source": match c.source { gatehouse_tls::CertSource::File => "file", gatehouse_tls::CertSource::Acme => "acme" },
                 "not_after_unix": unix(c.not_after),
-                "expires_in_seconds": unix(c.not_after) - unix(nowt),
+                "expires_in_seconds": crate::seconds_between(nowt, c.not_after),
                 "acme": state,
             })
         })

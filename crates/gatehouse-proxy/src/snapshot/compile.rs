@@ -296,6 +296,8 @@ fn compile_pool(p: &Pool, id: u32, reg: &Registries) -> Result<PoolRt, Vec<Diagn
                 .conns
                 .get_or_insert_with(conn_key, || ConnPool::new(reg.workers)),
             server_name,
+            config_weight: s.weight,
+            backup: s.backup,
         });
     }
     if !problems.is_empty() {

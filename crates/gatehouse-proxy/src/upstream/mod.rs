@@ -32,8 +32,19 @@ pub struct Upstream {
     /// Counters, latency and last error of this server in this pool (kept across reloads).
     pub metrics: Arc<ServerMetrics>,
     pub conns: Arc<ConnPool>,
+    /// The weight the config gives it (see [`Upstream::weight`]).
+    pub config_weight: u32,
+    /// Used only when no primary server is available.
+    pub backup: bool,
     /// For TLS pools: the name sent as SNI and verified in the server's certificate.
     pub server_name: Option<rustls_pki_types::ServerName<'static>>,
+}
+
+impl Upstream {
+    /// The weight in effect: one set on the admin API stands in for the config's while the server is listed.
+    pub fn weight(&self) -> u32 {
+        self.admin.weight().unwrap_or(self.config_weight)
+    }
 }
 
 /// How a pool's connections are made.
