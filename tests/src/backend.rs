@@ -1,7 +1,8 @@
 //! Real HTTP backends for the tests, each on its own 127.0.0.1 port.
 //!
 //! Paths: `/slow/MS` answers after MS milliseconds; `/bytes/N` streams N bytes; `/count` reads the request body
-//! and answers its length; `/ws` is a WebSocket echo; `/status/CODE` answers CODE; `/hop` answers with
+//! and answers its length; `/ws` is a WebSocket echo; `/status/CODE` answers CODE; `/healthz` answers what
+//! [`Backend::set_health`] set (200 by default); `/hop` answers with
 //! hop-by-hop headers of its own; anything else answers the backend's name. Every answer carries
 //! `x-backend: NAME`, and every request is recorded in [`Backend::seen`].
 
@@ -36,6 +37,8 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// The status `/healthz` answers (200 unless set).
+    health: Arc<std::sync::atomic::AtomicU16>,
     task: JoinHandle<()>,
     kill: tokio::sync::watch::Sender<bool>,
 }
@@ -65,19 +68,24 @@ impl Backend {
             .expect("bind backend");
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let health = Arc::new(std::sync::atomic::AtomicU16::new(200));
         let name_arc: Arc<str> = name.into();
         let (kill, killed) = tokio::sync::watch::channel(false);
         let task = {
             let seen = seen.clone();
+            let health = health.clone();
             tokio::spawn(async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
                     let (seen, name, mut killed) = (seen.clone(), name_arc.clone(), killed.clone());
+                    let health = health.clone();
                     let tls = tls.clone();
                     tokio::spawn(async move {
-                        let svc = service_fn(move |req| handle(req, name.clone(), seen.clone()));
+                        let svc = service_fn(move |req| {
+                            handle(req, name.clone(), seen.clone(), health.clone())
+                        });
                         let mut builder =
                             hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                         if let Some(n) = h2_streams {
@@ -112,6 +120,7 @@ impl Backend {
             name: name.to_string(),
             addr,
             seen,
+            health,
             task,
             kill,
         }
@@ -124,6 +133,22 @@ impl Backend {
 
     pub fn count(&self) -> usize {
         self.seen.lock().expect("seen").len()
+    }
+
+    /// Requests received so far other than health probes (`/healthz`).
+    pub fn served(&self) -> usize {
+        self.seen
+            .lock()
+            .expect("seen")
+            .iter()
+            .filter(|s| s.uri.path() != "/healthz")
+            .count()
+    }
+
+    /// What `/healthz` answers from now on.
+    pub fn set_health(&self, status: u16) {
+        self.health
+            .store(status, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Dies like a crashed server: the port refuses connections and open connections are closed.
@@ -149,6 +174,7 @@ async fn handle(
     mut req: Request<Incoming>,
     name: Arc<str>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    health: Arc<std::sync::atomic::AtomicU16>,
 ) -> Result<Response<BoxBody>, Infallible> {
     seen.lock().expect("seen").push(Seen {
         method: req.method().clone(),
@@ -175,6 +201,13 @@ async fn handle(
                 }
             }
             Response::new(full(n.to_string()))
+        }
+        "healthz" => {
+            let mut r = Response::new(full(name.to_string()));
+            *r.status_mut() =
+                StatusCode::from_u16(health.load(std::sync::atomic::Ordering::Relaxed))
+                    .unwrap_or(StatusCode::OK);
+            r
         }
         "status" => {
             let mut r = Response::new(full(name.to_string()));

@@ -23,9 +23,18 @@ pub fn metrics(admin: &Admin) -> Response<Body> {
                     pool: p.name.to_string(),
                     server: u.addr.to_string(),
                 };
-                g.server_up
-                    .get_or_create(&l)
-                    .set(i64::from(u.state.is_available(now)));
+                g.server_up.get_or_create(&l).set(i64::from(u.healthy(now)));
+                if let Some(p) = &u.probe {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let t = |to: &'static str| gatehouse_metrics::TransitionLabels {
+                        pool: l.pool.clone(),
+                        server: l.server.clone(),
+                        to,
+                    };
+                    let (ups, downs) = (p.state.ups.load(Relaxed), p.state.downs.load(Relaxed));
+                    set_counter(&g.health_transitions.get_or_create(&t("up")), ups);
+                    set_counter(&g.health_transitions.get_or_create(&t("down")), downs);
+                }
                 set_gauge(&g.server_in_flight.get_or_create(&l), u.state.in_flight());
                 g.server_admin_state
                     .get_or_create(&l)

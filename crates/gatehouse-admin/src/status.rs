@@ -57,7 +57,9 @@ pub fn status(admin: &Admin) -> Value {
                 .map(|u| {
                     json!({
                         "addr": u.addr.to_string(),
-                        "healthy": u.state.is_available(now),
+                        "healthy": u.healthy(now),
+                        "health_check": u.probe.as_ref().map(|p| p.state.get().as_str()),
+                        "health_check_error": u.probe.as_ref().and_then(|p| p.state.last_error()),
                         "admin_state": u.admin.state().as_str(),
                         "in_flight": u.state.in_flight(),
                         "weight": u.weight(),

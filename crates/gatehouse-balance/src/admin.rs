@@ -14,8 +14,8 @@ pub enum AdminState {
     /// No new requests or connections; what is in flight (and open tunnels) finishes. For taking a server
     /// out for maintenance gracefully.
     Drain,
-    /// No new requests either; for a server that is off. In-flight work is not cut (the proxy never cuts a
-    /// request it can let finish), but active health checks skip it.
+    /// No new requests either; for a server that is off for maintenance. In-flight work is not cut (the proxy
+    /// never cuts a request it can let finish).
     Disabled,
 }
 

@@ -11,6 +11,7 @@
 //!   drain or disable ([`AdminControl`]) likewise, keyed by pool and address.
 
 pub mod admin;
+pub mod health;
 pub mod ip_hash;
 pub mod least_conn;
 pub mod registry;
@@ -21,6 +22,7 @@ pub mod server;
 mod testing;
 
 pub use admin::{AdminControl, AdminState};
+pub use health::{ActiveHealth, Health};
 pub use registry::Registry;
 pub use selector::{Algorithm, Entry, Selector, Tried};
 pub use server::{InFlight, ServerState};
@@ -33,6 +35,8 @@ pub struct Member {
     pub state: Arc<ServerState>,
     /// Drain / disable from the admin API.
     pub admin: Arc<AdminControl>,
+    /// What active health checks found, when the pool has them.
+    pub health: Option<Arc<ActiveHealth>>,
     pub weight: u32,
     /// Position of the server in the pool's config list (primaries and backups together), so callers can
     /// find their own per-server data without a lookup.

@@ -1,10 +1,11 @@
 //! A pool's server choice: primary tier first, backup tier only when no primary is eligible; servers already
-//! tried for this request, servers that are down, and servers drained or disabled on the admin API are never
-//! eligible (for every algorithm: ip_hash and least_conn route around them like round_robin).
+//! tried for this request, servers that are down (passive or active checks), and servers drained or disabled
+//! on the admin API are never eligible (for every algorithm: ip_hash and least_conn route around them like
+//! round_robin).
 
 use crate::{
-    ip_hash::IpHash, least_conn::LeastConn, round_robin::RoundRobin, AdminControl, Balancer,
-    Member, ServerState,
+    ip_hash::IpHash, least_conn::LeastConn, round_robin::RoundRobin, ActiveHealth, AdminControl,
+    Balancer, Health, Member, ServerState,
 };
 use std::sync::Arc;
 
@@ -69,6 +70,7 @@ impl Tried {
 pub struct Entry {
     pub state: Arc<ServerState>,
     pub admin: Arc<AdminControl>,
+    pub health: Option<Arc<ActiveHealth>>,
     pub weight: u32,
     pub backup: bool,
 }
@@ -79,6 +81,7 @@ impl Entry {
         Entry {
             state,
             admin: Arc::default(),
+            health: None,
             weight,
             backup,
         }
@@ -100,6 +103,7 @@ impl Selector {
             let m = Member {
                 state: e.state,
                 admin: e.admin,
+                health: e.health,
                 weight: e.weight,
                 id,
             };
@@ -129,12 +133,30 @@ impl Selector {
     }
 
     /// Picks the next server for a request and records it in `tried`. `None`: no server is eligible.
+    ///
+    /// Servers whose active health is unknown (not probed yet) are picked only when no server known to be up
+    /// is left, in either tier: a new server joins once its first probe answers, unless it is all there is.
     pub fn select(&self, key: u64, tried: &mut Tried, now: u64) -> Option<&Member> {
+        self.select_with(key, tried, now, false)
+            .or_else(|| self.select_with(key, tried, now, true))
+    }
+
+    fn select_with(
+        &self,
+        key: u64,
+        tried: &mut Tried,
+        now: u64,
+        allow_unknown: bool,
+    ) -> Option<&Member> {
         for (t, tier) in self.tiers.iter().enumerate() {
             let t = t as u8;
             let eligible = |i: usize| {
                 let m = &tier.members[i];
-                !tried.contains(t, i) && m.admin.accepts() && m.state.is_available(now)
+                let health = m.health.as_ref().map_or(Health::Up, |h| h.get());
+                !tried.contains(t, i)
+                    && m.admin.accepts()
+                    && m.state.is_available(now)
+                    && (health == Health::Up || (allow_unknown && health == Health::Unknown))
             };
             if let Some(i) = tier.balancer.pick(&tier.members, key, &eligible) {
                 tried.push(t, i);
@@ -232,6 +254,44 @@ mod tests {
             assert!(picked.contains(&s[0].addr()), "{alg:?}: enabled again");
             assert!(!picked.contains(&s[1].addr()), "{alg:?}");
         }
+    }
+
+    #[test]
+    fn active_health_takes_servers_out_and_unknown_ones_wait_for_a_known_good_one() {
+        let s = states(3);
+        let entries: Vec<Entry> = s
+            .iter()
+            .map(|x| Entry {
+                health: Some(Arc::default()),
+                ..Entry::new(x.clone(), 1, false)
+            })
+            .collect();
+        let h = |i: usize| entries[i].health.clone().unwrap();
+        let sel = Selector::new(Algorithm::RoundRobin, entries.clone());
+        let pick = || {
+            sel.select(0, &mut Tried::default(), now_ms())
+                .map(|m| m.state.addr())
+        };
+        assert!(pick().is_some(), "all unknown: they serve (nothing better)");
+        h(0).record(Ok(()), 1, 1);
+        for _ in 0..10 {
+            assert_eq!(
+                pick(),
+                Some(s[0].addr()),
+                "the known-good one, not the unknown ones"
+            );
+        }
+        h(1).record(Ok(()), 1, 1);
+        h(0).record(Err("down".into()), 1, 1);
+        for _ in 0..10 {
+            assert_eq!(pick(), Some(s[1].addr()));
+        }
+        h(1).record(Err("down".into()), 1, 1);
+        assert_eq!(pick(), Some(s[2].addr()), "only the unknown one is left");
+        h(2).record(Err("down".into()), 3, 1);
+        h(2).record(Err("down".into()), 3, 1);
+        h(2).record(Err("down".into()), 3, 1);
+        assert_eq!(pick(), None, "all down");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub(crate) fn members(weights: &[u32], first_port: u16) -> Vec<Member> {
                     .expect("address"),
             )),
             admin: Arc::default(),
+            health: None,
             weight: w,
             id: i,
         })

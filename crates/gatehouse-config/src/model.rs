@@ -287,6 +287,39 @@ pub struct Pool {
     pub tls: Option<UpstreamTls>,
     /// HTTP/2 to the servers (h2 over TLS, h2c in plain).
     pub http2: bool,
+    /// Active health checks; `None`: passive only.
+    pub health: Option<HealthCheck>,
+}
+
+/// An active health check: `GET path` on a short connection of its own, every `interval`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    /// For the whole probe: connect, send, the response head (and the body when `body` is checked).
+    pub timeout: Duration,
+    /// Consecutive failures that take a server out ...
+    pub fall: u32,
+    /// ... and consecutive successes that bring it back.
+    pub rise: u32,
+    /// Statuses that count as healthy, as inclusive ranges.
+    pub status: Vec<(u16, u16)>,
+    /// A substring the body must contain (the first 64 KiB are read).
+    pub body: Option<String>,
+    /// The Host header sent (default: the server's host as written).
+    pub host: Option<String>,
+    /// Probe this port instead of the server's.
+    pub port: Option<u16>,
+    /// Probe over TLS (default: as the pool speaks to its servers).
+    pub tls: Option<bool>,
+}
+
+impl HealthCheck {
+    pub fn status_ok(&self, status: u16) -> bool {
+        self.status
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +391,13 @@ pub mod defaults {
     pub const MAX_IDLE: usize = 256;
     pub const WEIGHT: u32 = 1;
     pub const MAX_WEIGHT: u32 = 1000;
+    /// Active health checks: a server that stops answering is out within 5 s (2 failed probes one second
+    /// apart, each given one second: 3.2 s at worst, counting the wait for the next probe and its jitter),
+    /// and back after 2 good ones.
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const HEALTH_FALL: u32 = 2;
+    pub const HEALTH_RISE: u32 = 2;
     pub const REDIRECT_STATUS: u16 = 308;
     pub const RESPOND_STATUS: u16 = 200;
     pub const ACME_STORAGE: &str = "certs/acme";

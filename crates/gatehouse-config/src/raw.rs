@@ -124,7 +124,7 @@ pub struct RawPool {
     pub connect_timeout: Option<Spanned<String>>,
     pub response_timeout: Option<Spanned<String>>,
     pub retries: Option<Spanned<i64>>,
-    pub health: Option<Spanned<toml::Value>>,
+    pub health: Option<Spanned<RawHealth>>,
     pub max_fails: Option<Spanned<i64>>,
     pub fail_timeout: Option<Spanned<String>>,
     /// TLS to the servers (also implied by `https://` server addresses).
@@ -138,6 +138,38 @@ pub struct RawPool {
     // Gatehouse additions.
     pub idle_timeout: Option<Spanned<String>>,
     pub max_idle: Option<Spanned<i64>>,
+}
+
+/// `health = { path, interval, timeout, fall, rise, status, body, host, port, tls }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub path: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub fall: Option<Spanned<i64>>,
+    pub rise: Option<Spanned<i64>>,
+    /// `"200-399"`, `"2xx"`, `200`, or a list of these.
+    pub status: Option<Spanned<RawStatus>>,
+    pub body: Option<String>,
+    pub host: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub tls: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawStatus {
+    One(i64),
+    Text(String),
+    List(Vec<RawStatusItem>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawStatusItem {
+    One(i64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,6 +51,13 @@ pub struct ServerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub pool: String,
+    pub server: String,
+    pub to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
     pub listener: String,
 }
@@ -102,6 +109,8 @@ pub struct StateGauges {
     /// 0 active, 1 drain, 2 disabled.
     pub server_admin_state: Family<ServerLabels, Gauge>,
     pub server_weight: Family<ServerLabels, Gauge>,
+    /// Active health check transitions (to "up", to "down"), mirrored from the probers' counts.
+    pub health_transitions: Family<TransitionLabels, Counter>,
     pub cert_expiry: Family<CertLabels, Gauge>,
     pub generation: Gauge,
     pub process: process::ProcessGauges,
@@ -216,7 +225,7 @@ impl Metrics {
         );
         r.register(
             "gatehouse_server_up",
-            "1 when a server takes traffic by its health (passive checks), 0 when out",
+            "1 when a server takes traffic by its health (passive and active checks), 0 when out",
             g.server_up.clone(),
         );
         r.register(
@@ -228,6 +237,11 @@ impl Metrics {
             "gatehouse_server_admin_state",
             "0 active, 1 drain, 2 disabled (set on the admin API)",
             g.server_admin_state.clone(),
+        );
+        r.register(
+            "gatehouse_server_health_transitions",
+            "Times active health checks found a server up again or down",
+            g.health_transitions.clone(),
         );
         r.register(
             "gatehouse_server_weight",

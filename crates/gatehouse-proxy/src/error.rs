@@ -120,6 +120,12 @@ impl ProxyError {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        if kind == ErrorKind::NoServer {
+            // Every server is out (health, drained, or all tried): a client or a CDN may come back shortly, as
+            // health checks bring servers back within seconds.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         resp
     }
 }

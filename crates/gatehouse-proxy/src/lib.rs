@@ -4,9 +4,9 @@
 //! |---|---|---|
 //! | 0 | [`worker`], [`conn`], [`headers`] | threads; one client connection's facts, clocks and drain unit; header rules |
 //! | 1 | [`context`] | what is learnt about one request while serving it |
-//! | 2 | [`upstream`] | connections to servers: connect, pool, send |
+//! | 2 | [`upstream`] | connections to servers: connect, pool, send, health probes |
 //! | 3 | [`snapshot`] | one config compiled for requests, with its end-of-request [`Observer`] |
-//! | 4 | [`exchange`], [`body`], [`error`] | a request and its snapshot until its end is reported; bodies; status codes |
+//! | 4 | [`exchange`], [`body`], [`error`], [`health`] | a request and its snapshot until its end is reported; bodies; status codes; which health probers run |
 //! | 5 | [`layers`], [`phases`] | the request path: tower layers around the numbered phases |
 //! | 6 | [`listener`] | sockets, accept loops, serving a connection |
 //! | 7 | [`prepare()`], [`Proxy`] | applying a config: prepare (what `check` runs), bind, swap |
@@ -22,6 +22,7 @@ pub mod context;
 pub mod error;
 pub mod exchange;
 pub mod headers;
+pub mod health;
 pub mod layers;
 pub mod listener;
 pub mod phases;

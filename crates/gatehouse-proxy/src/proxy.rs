@@ -36,6 +36,8 @@ pub struct Proxy {
     /// Each worker's connection limit, shared by its accept loops (`max_connections_per_worker`).
     worker_limits: Vec<Arc<Limit>>,
     started: Instant,
+    /// The active health checks that run, for the current snapshot's pools.
+    probers: crate::health::Probers,
     /// How the last reload attempt went (for the status page).
     last_reload: Mutex<Option<LastReload>>,
 }
@@ -132,8 +134,10 @@ impl Proxy {
                 .map(|_| Arc::new(Limit::new("max_connections_per_worker", per_worker)))
                 .collect(),
             started: Instant::now(),
+            probers: crate::health::Probers::default(),
             last_reload: Mutex::new(None),
         });
+        proxy.probers.reconcile(&proxy.snapshot.load());
         let wanted = Wanted::all(&proxy.snapshot.load().config);
         let opened = proxy.open_listeners(&wanted)?;
         let mut set = proxy.lock_listeners();
@@ -187,6 +191,7 @@ impl Proxy {
             .set_strict(snapshot.config.server.strict_sni);
         self.registries.certs.commit(certs);
         self.snapshot.store(Arc::new(snapshot));
+        self.probers.reconcile(&self.snapshot.load());
 
         let mut report = ReloadReport {
             generation,
@@ -224,6 +229,7 @@ impl Proxy {
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let started = Instant::now();
         self.lock_listeners().close_all();
+        self.probers.stop();
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(grace, self.tracker.drained()).await;
         ShutdownReport {

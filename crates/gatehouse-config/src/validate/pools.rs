@@ -2,7 +2,7 @@
 
 use super::Checker;
 use crate::model::*;
-use crate::raw::RawPool;
+use crate::raw::{RawHealth, RawPool, RawStatus, RawStatusItem};
 use std::collections::BTreeMap;
 use toml::Spanned;
 
@@ -34,9 +34,10 @@ pub(super) fn check(
                 }
             },
         };
-        if let Some(h) = &p.health {
-            c.not_yet(h.span(), &format!("{key}.health"), "active health checks");
-        }
+        let health = p
+            .health
+            .as_ref()
+            .and_then(|h| check_health(c, h, &format!("{key}.health")));
         let servers = check_servers(c, &p.servers, &key);
         let https_count = servers.iter().filter(|s| s.https).count();
         if https_count != 0 && https_count != servers.len() {
@@ -150,10 +151,152 @@ pub(super) fn check(
             max_idle,
             tls,
             http2: p.http2.unwrap_or(false),
+            health,
         };
         out.insert(name.clone(), pool);
     }
     out
+}
+
+/// `health = { ... }`; `None` (with errors recorded) when it cannot work.
+fn check_health(c: &mut Checker, h: &Spanned<RawHealth>, key: &str) -> Option<HealthCheck> {
+    let span = h.span();
+    let h = h.get_ref();
+    let path = match &h.path {
+        None => {
+            c.err(
+                span,
+                format!("{key}.path"),
+                "a health check needs a path, e.g. path = \"/healthz\"",
+            );
+            return None;
+        }
+        Some(p) if !p.get_ref().starts_with('/') || http_unsafe(p.get_ref()) => {
+            c.err(
+                p.span(),
+                format!("{key}.path"),
+                "must start with / and hold no spaces or control characters",
+            );
+            return None;
+        }
+        Some(p) => p.get_ref().clone(),
+    };
+    let interval = c.timeout(
+        &h.interval,
+        &format!("{key}.interval"),
+        defaults::HEALTH_INTERVAL,
+    );
+    let timeout = c.timeout(
+        &h.timeout,
+        &format!("{key}.timeout"),
+        defaults::HEALTH_TIMEOUT,
+    );
+    let fall = c
+        .count(&h.fall, &format!("{key}.fall"), defaults::HEALTH_FALL, 1000)
+        .max(1);
+    let rise = c
+        .count(&h.rise, &format!("{key}.rise"), defaults::HEALTH_RISE, 1000)
+        .max(1);
+    let status = match &h.status {
+        None => vec![(200, 399)],
+        Some(s) => {
+            let items: Vec<Result<(u16, u16), String>> = match s.get_ref() {
+                RawStatus::One(n) => vec![status_one(*n)],
+                RawStatus::Text(t) => vec![status_text(t)],
+                RawStatus::List(l) => l
+                    .iter()
+                    .map(|i| match i {
+                        RawStatusItem::One(n) => status_one(*n),
+                        RawStatusItem::Text(t) => status_text(t),
+                    })
+                    .collect(),
+            };
+            let mut out = Vec::new();
+            for i in items {
+                match i {
+                    Ok(r) => out.push(r),
+                    Err(e) => c.err(s.span(), format!("{key}.status"), e),
+                }
+            }
+            if out.is_empty() {
+                c.err(
+                    s.span(),
+                    format!("{key}.status"),
+                    "no status would count as healthy",
+                );
+            }
+            out
+        }
+    };
+    if let Some(host) = &h.host {
+        if host.get_ref().is_empty() || http_unsafe(host.get_ref()) {
+            c.err(
+                host.span(),
+                format!("{key}.host"),
+                "must be a host name (no spaces or control characters)",
+            );
+        }
+    }
+    let port = h
+        .port
+        .as_ref()
+        .and_then(|p| match u16::try_from(*p.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                c.err(
+                    p.span(),
+                    format!("{key}.port"),
+                    "must be a port, 1 to 65535",
+                );
+                None
+            }
+        });
+    Some(HealthCheck {
+        path,
+        interval,
+        timeout,
+        fall,
+        rise,
+        status,
+        body: h.body.clone().filter(|b| !b.is_empty()),
+        host: h.host.as_ref().map(|v| v.get_ref().clone()),
+        port,
+        tls: h.tls,
+    })
+}
+
+/// Bytes that would break a request line or a header.
+fn http_unsafe(s: &str) -> bool {
+    s.bytes().any(|b| b <= b' ' || b == 0x7f)
+}
+
+fn status_one(n: i64) -> Result<(u16, u16), String> {
+    match u16::try_from(n) {
+        Ok(s) if (100..=599).contains(&s) => Ok((s, s)),
+        _ => Err(format!("{n} is not an HTTP status (100 to 599)")),
+    }
+}
+
+/// `"200"`, `"2xx"` or `"200-399"`.
+fn status_text(t: &str) -> Result<(u16, u16), String> {
+    let bad =
+        || format!("{t:?}: expected a status (200), a class (\"2xx\") or a range (\"200-399\")");
+    let t = t.trim();
+    if let Some(class) = t.strip_suffix("xx") {
+        let d: u16 = class.parse().map_err(|_| bad())?;
+        return if (1..=5).contains(&d) {
+            Ok((d * 100, d * 100 + 99))
+        } else {
+            Err(bad())
+        };
+    }
+    let (lo, hi) = t.split_once('-').unwrap_or((t, t));
+    let lo = status_one(lo.trim().parse().map_err(|_| bad())?)?.0;
+    let hi = status_one(hi.trim().parse().map_err(|_| bad())?)?.0;
+    if lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 /// A TLS server name (DNS name or IP address), as rustls will take it.
@@ -318,6 +461,57 @@ fn parse_server_addr(s: &str) -> Result<(String, u16, bool), String> {
 mod tests {
     use super::super::testing::{errors, rejects, OK};
     use super::parse_server_addr;
+
+    fn health(h: &str) -> Result<crate::HealthCheck, Vec<String>> {
+        let src = OK.replacen("[pool.web]", &format!("[pool.web]\nhealth = {h}"), 1);
+        match crate::parse(&src, "t.toml") {
+            Ok(cfg) => Ok(cfg.pools["web"].health.clone().expect("health")),
+            Err(_) => Err(errors(&src)),
+        }
+    }
+
+    #[test]
+    fn health_checks_get_their_defaults_and_their_statuses() {
+        let h = health("{ path = \"/healthz\" }").unwrap();
+        assert_eq!(
+            (
+                h.interval.as_millis(),
+                h.timeout.as_millis(),
+                h.fall,
+                h.rise
+            ),
+            (1000, 1000, 2, 2)
+        );
+        assert!(h.status_ok(200) && h.status_ok(399) && !h.status_ok(400) && !h.status_ok(503));
+        let h = health("{ path = \"/h\", status = [\"2xx\", 404, \"500-502\"], body = \"ok\", host = \"vm1\", port = 8081, tls = false, interval = \"5s\", fall = 1 }").unwrap();
+        assert!(
+            h.status_ok(204)
+                && h.status_ok(404)
+                && h.status_ok(501)
+                && !h.status_ok(503)
+                && !h.status_ok(302)
+        );
+        assert_eq!(
+            (h.body.as_deref(), h.host.as_deref(), h.port, h.tls, h.fall),
+            (Some("ok"), Some("vm1"), Some(8081), Some(false), 1)
+        );
+        for (bad, words) in [
+            ("{ interval = \"1s\" }", "needs a path"),
+            ("{ path = \"healthz\" }", "must start with /"),
+            ("{ path = \"/a b\" }", "must start with /"),
+            ("{ path = \"/h\", status = \"7xx\" }", "a class"),
+            ("{ path = \"/h\", status = [99] }", "not an HTTP status"),
+            ("{ path = \"/h\", status = \"400-200\" }", "a range"),
+            ("{ path = \"/h\", timeout = \"0s\" }", "longer than 0"),
+            ("{ path = \"/h\", port = 70000 }", "must be a port"),
+            ("{ path = \"/h\", every = \"1s\" }", "unknown field"),
+        ] {
+            let errs = health(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad}: accepted"));
+            assert!(errs.iter().any(|e| e.contains(words)), "{bad}: {errs:?}");
+        }
+    }
 
     #[test]
     fn server_addresses_are_parsed_without_resolving() {

@@ -4,6 +4,7 @@
 //! off the worker threads.
 
 use super::{ActionRt, PoolRt, Registries, RouteRt, SiteRt, Snapshot};
+use crate::upstream::health::{HealthKey, Probe};
 use crate::upstream::{self, pool::ConnPool, ConnKey, Upstream};
 use bytes::Bytes;
 use gatehouse_balance::{Algorithm, Entry, Selector, ServerState};
@@ -280,8 +281,21 @@ fn compile_pool(p: &Pool, id: u32, reg: &Registries) -> Result<PoolRt, Vec<Diagn
             tls: name.map(|n| (ca_pem.clone().unwrap_or_else(|| Arc::from(&[][..])), n)),
             http2: p.http2,
         };
+        let probe = match &p.health {
+            None => None,
+            Some(check) => {
+                match health_probe(p, s, addr, check, tls_h1.as_ref(), &server_name, reg) {
+                    Ok(probe) => Some(probe),
+                    Err(e) => {
+                        problems.push(Diagnostic::at(s.at, format!("{key}.health"), e));
+                        continue;
+                    }
+                }
+            }
+        };
         let pool_key = (Arc::<str>::from(p.name.as_str()), addr);
         upstreams.push(Upstream {
+            probe,
             addr,
             state: reg
                 .servers
@@ -310,12 +324,12 @@ fn compile_pool(p: &Pool, id: u32, reg: &Registries) -> Result<PoolRt, Vec<Diagn
     };
     let selector = Selector::new(
         algorithm,
-        p.servers.iter().zip(&upstreams).map(|(s, u)| Entry {
+        upstreams.iter().map(|u| Entry {
             state: u.state.clone(),
             admin: u.admin.clone(),
-            // A weight set on the admin API stands in for the config's while the server is listed.
-            weight: u.admin.weight().unwrap_or(s.weight),
-            backup: s.backup,
+            health: u.probe.as_ref().map(|p| p.state.clone()),
+            weight: u.weight(),
+            backup: u.backup,
         }),
     );
     Ok(PoolRt {
@@ -336,6 +350,53 @@ fn compile_pool(p: &Pool, id: u32, reg: &Registries) -> Result<PoolRt, Vec<Diagn
         fail_timeout_ms: p.fail_timeout.as_millis() as u64,
         idle_timeout: p.idle_timeout,
         max_idle: p.max_idle,
+    })
+}
+
+/// How one server of a pool is probed: the check's port and Host applied, TLS as the check (or else the pool)
+/// says, the state shared by everyone who probes the same address the same way.
+fn health_probe(
+    pool: &Pool,
+    s: &ServerSpec,
+    addr: SocketAddr,
+    check: &gatehouse_config::HealthCheck,
+    pool_tls: Option<&Arc<rustls::ClientConfig>>,
+    server_name: &Option<rustls_pki_types::ServerName<'static>>,
+    reg: &Registries,
+) -> Result<Probe, String> {
+    let addr = SocketAddr::new(addr.ip(), check.port.unwrap_or(addr.port()));
+    let host = check.host.clone().unwrap_or_else(|| {
+        if s.host.contains(':') {
+            format!("[{}]:{}", s.host, s.port)
+        } else {
+            format!("{}:{}", s.host, s.port)
+        }
+    });
+    let tls = match check.tls.unwrap_or(pool.tls.is_some()) {
+        false => None,
+        true => {
+            let config = match pool_tls {
+                Some(c) => c.clone(),
+                None => gatehouse_tls::client::client_config(None, false)?,
+            };
+            let name = match server_name {
+                Some(n) => n.clone(),
+                None => rustls_pki_types::ServerName::try_from(s.host.clone())
+                    .map_err(|_| format!("{:?} is not a valid TLS server name", s.host))?,
+            };
+            Some((config, name))
+        }
+    };
+    let key = HealthKey {
+        addr,
+        check: check.clone(),
+        host,
+        tls_name: tls.as_ref().map(|(_, n)| n.to_str().into_owned()),
+    };
+    Ok(Probe {
+        state: reg.health.get_or_insert_with(key.clone(), Default::default),
+        key,
+        tls,
     })
 }
 

@@ -2,8 +2,9 @@
 //! configs, the ACME answers, the end-of-request hook. One bundle, so adding a registry changes one type.
 
 use super::Observer;
+use crate::upstream::health::HealthKey;
 use crate::upstream::{pool::ConnPool, ConnKey};
-use gatehouse_balance::{AdminControl, Registry, ServerState};
+use gatehouse_balance::{ActiveHealth, AdminControl, Registry, ServerState};
 use gatehouse_metrics::{Metrics, ServerMetrics};
 use gatehouse_tls::{CertManager, Http01Tokens, MinVersion};
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ pub struct Registries {
     pub admin: Registry<AdminControl, (Arc<str>, SocketAddr)>,
     /// Counters of a server of a pool, by (pool, address).
     pub server_metrics: Registry<ServerMetrics, (Arc<str>, SocketAddr)>,
+    /// What active health checks found, by address and check.
+    pub health: Registry<ActiveHealth, HealthKey>,
 }
 
 impl Registries {
@@ -54,6 +57,7 @@ impl Registries {
             metrics,
             admin: Registry::default(),
             server_metrics: Registry::default(),
+            health: Registry::default(),
         })
     }
 }

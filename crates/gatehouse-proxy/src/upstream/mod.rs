@@ -12,6 +12,7 @@
 pub mod body;
 pub mod connect;
 pub mod h2_settings;
+pub mod health;
 pub mod pool;
 pub mod sender;
 
@@ -32,6 +33,8 @@ pub struct Upstream {
     /// Counters, latency and last error of this server in this pool (kept across reloads).
     pub metrics: Arc<ServerMetrics>,
     pub conns: Arc<ConnPool>,
+    /// How it is probed, when its pool has active health checks (the state the balancer reads is inside).
+    pub probe: Option<health::Probe>,
     /// The weight the config gives it (see [`Upstream::weight`]).
     pub config_weight: u32,
     /// Used only when no primary server is available.
@@ -41,6 +44,16 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// In service by its health: not taken out by passive checks (`max_fails`), nor found down by active
+    /// ones (a server not probed yet counts as healthy here; the balancer prefers known-good ones).
+    pub fn healthy(&self, now_ms: u64) -> bool {
+        self.state.is_available(now_ms)
+            && self
+                .probe
+                .as_ref()
+                .is_none_or(|p| p.state.get() != gatehouse_balance::Health::Down)
+    }
+
     /// The weight in effect: one set on the admin API stands in for the config's while the server is listed.
     pub fn weight(&self) -> u32 {
         self.admin.weight().unwrap_or(self.config_weight)
