@@ -172,6 +172,91 @@ async fn a_stopped_server_is_out_within_five_seconds_with_the_defaults() {
 }
 
 #[tokio::test]
+async fn a_server_killed_under_steady_traffic_fails_no_idempotent_request() {
+    let (one, two) = (Process::start("one"), Process::start("two"));
+    let g = std::sync::Arc::new(Gatehouse::start(&single_pool(
+        &format!("\"{}\", \"{}\"", one.addr, two.addr),
+        "max_fails = 1\nfail_timeout = \"30s\"",
+        "",
+    )));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (g, stop) = (g.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let c = gatehouse_e2e::client::http1();
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = gatehouse_e2e::client::send(
+                    &c,
+                    http::Method::GET,
+                    &g.url("/slow/50"),
+                    &[],
+                    bytes::Bytes::new(),
+                )
+                .await;
+                statuses.push((r.status, r.backend().to_string()));
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Killed mid-request: its in-flight requests see their connections reset before any response byte.
+    one.signal("-KILL");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.await.expect("client"));
+    }
+    let failed: Vec<_> = all.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}\n{}",
+        failed.len(),
+        all.len(),
+        g.logs()
+    );
+    assert!(
+        all.iter().any(|(_, b)| b == "one"),
+        "one served before it died"
+    );
+    assert!(
+        all.iter().rev().take(8).all(|(_, b)| b == "two"),
+        "two alone after"
+    );
+    assert!(
+        g.logs().contains("sending the request to another server")
+            || g.logs().contains("trying another")
+    );
+}
+
+#[tokio::test]
+async fn a_status_listed_in_fail_on_status_takes_the_server_out() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let admin = Admin::on_free_port(None);
+    let g = Gatehouse::start(&single_pool(
+        &format!("\"{}\", \"{}\"", a.addr, b.addr),
+        "max_fails = 2\nfail_timeout = \"30s\"\nfail_on_status = [503]",
+        &admin.server_keys(),
+    ));
+    // Both answer /status/503; after two each, both are out: 503 from Gatehouse itself, with Retry-After.
+    for _ in 0..4 {
+        assert_eq!(get(&g.url("/status/503")).await.status, 503);
+    }
+    assert_eq!(admin.server("p", a.addr).await["healthy"], false);
+    assert_eq!(admin.server("p", b.addr).await["healthy"], false);
+    let r = get(&g.url("/")).await;
+    assert_eq!(r.status, 503);
+    assert!(r.headers.contains_key("retry-after"), "Gatehouse's own 503");
+    assert_eq!(
+        a.served() + b.served(),
+        4,
+        "no request reached an ejected server"
+    );
+}
+
+#[tokio::test]
 async fn health_is_kept_across_a_reload_and_all_down_is_503_with_retry_after() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let admin = Admin::on_free_port(None);

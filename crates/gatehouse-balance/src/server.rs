@@ -14,6 +14,9 @@ pub struct ServerState {
     window_start: AtomicU64,
     /// Passive health: not available before this instant ([`crate::now_ms`]); 0 = available.
     down_until: AtomicU64,
+    /// Taken out, and not answered well since: when it is back, its first failure takes it out again at once
+    /// (nginx's trial request after fail_timeout).
+    on_trial: std::sync::atomic::AtomicBool,
 }
 
 impl ServerState {
@@ -24,6 +27,7 @@ impl ServerState {
             fails: AtomicU32::new(0),
             window_start: AtomicU64::new(0),
             down_until: AtomicU64::new(0),
+            on_trial: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -53,6 +57,12 @@ impl ServerState {
         if max_fails == 0 {
             return false;
         }
+        if self.on_trial.load(Relaxed) && self.is_available(now) {
+            // Back after fail_timeout, and its trial failed: out again, for another fail_timeout.
+            self.down_until.store(now + fail_timeout_ms, Relaxed);
+            self.fails.store(0, Relaxed);
+            return true;
+        }
         let start = self.window_start.load(Relaxed);
         if now.saturating_sub(start) > fail_timeout_ms {
             self.window_start.store(now, Relaxed);
@@ -62,15 +72,19 @@ impl ServerState {
         if fails >= max_fails {
             self.down_until.store(now + fail_timeout_ms, Relaxed);
             self.fails.store(0, Relaxed);
+            self.on_trial.store(true, Relaxed);
             return true;
         }
         false
     }
 
-    /// A success forgets earlier failures.
+    /// A success forgets earlier failures (and ends a trial).
     pub fn record_success(&self) {
         if self.fails.load(Relaxed) != 0 {
             self.fails.store(0, Relaxed);
+        }
+        if self.on_trial.load(Relaxed) {
+            self.on_trial.store(false, Relaxed);
         }
     }
 }
@@ -110,6 +124,26 @@ mod tests {
         assert!(s.record_failure(1002, 3, 10_000));
         assert!(!s.is_available(1003));
         assert!(s.is_available(11_002));
+    }
+
+    #[test]
+    fn after_fail_timeout_one_trial_failure_takes_it_out_again() {
+        let s = ServerState::new("127.0.0.1:1".parse().unwrap());
+        for t in 0..3 {
+            s.record_failure(1000 + t, 3, 10_000);
+        }
+        assert!(!s.is_available(5_000));
+        assert!(s.is_available(11_003), "back after fail_timeout");
+        assert!(
+            s.record_failure(11_004, 3, 10_000),
+            "its trial failed: out at once"
+        );
+        assert!(!s.is_available(11_005));
+        s.record_success();
+        assert!(
+            !s.record_failure(30_000, 3, 10_000),
+            "a success ended the trial: max_fails again"
+        );
     }
 
     #[test]

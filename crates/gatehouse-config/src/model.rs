@@ -289,6 +289,10 @@ pub struct Pool {
     pub http2: bool,
     /// Active health checks; `None`: passive only.
     pub health: Option<HealthCheck>,
+    /// No new try starts this long after the first (`None`: only `retries` bounds them).
+    pub retry_timeout: Option<Duration>,
+    /// Response statuses that count as the server's failure for passive health.
+    pub fail_on_status: Vec<u16>,
 }
 
 /// An active health check: `GET path` on a short connection of its own, every `interval`.

@@ -138,6 +138,8 @@ pub struct RawPool {
     // Gatehouse additions.
     pub idle_timeout: Option<Spanned<String>>,
     pub max_idle: Option<Spanned<i64>>,
+    pub retry_timeout: Option<Spanned<String>>,
+    pub fail_on_status: Option<Spanned<Vec<i64>>>,
 }
 
 /// `health = { path, interval, timeout, fall, rise, status, body, host, port, tls }`.

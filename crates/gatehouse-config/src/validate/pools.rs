@@ -4,6 +4,7 @@ use super::Checker;
 use crate::model::*;
 use crate::raw::{RawHealth, RawPool, RawStatus, RawStatusItem};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use toml::Spanned;
 
 pub(super) fn check(
@@ -152,6 +153,30 @@ pub(super) fn check(
             tls,
             http2: p.http2.unwrap_or(false),
             health,
+            retry_timeout: p.retry_timeout.as_ref().and_then(|_| {
+                let d = c.duration(
+                    &p.retry_timeout,
+                    &format!("{key}.retry_timeout"),
+                    Duration::ZERO,
+                );
+                (!d.is_zero()).then_some(d)
+            }),
+            fail_on_status: p.fail_on_status.as_ref().map_or_else(Vec::new, |l| {
+                l.get_ref()
+                    .iter()
+                    .filter_map(|n| match u16::try_from(*n) {
+                        Ok(s) if (500..=599).contains(&s) => Some(s),
+                        _ => {
+                            c.err(
+                                l.span(),
+                                format!("{key}.fail_on_status"),
+                                format!("{n}: only 5xx statuses can be the server's failure"),
+                            );
+                            None
+                        }
+                    })
+                    .collect()
+            }),
         };
         out.insert(name.clone(), pool);
     }

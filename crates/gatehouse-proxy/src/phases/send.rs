@@ -1,17 +1,19 @@
 //! 3b. Choose a server and send, with retries.
 //!
-//! Retries follow one rule: a request is sent again only if no byte of it reached a server. A failed connect
-//! moves on to the next server the balancer offers (up to `retries` more); a pooled connection that turns out
-//! to be closed hands the request back untouched (hyper's `try_send_request`) and the next idle one, or a new
-//! connection, to the *same* server is used — that is not an attempt. Once a request was written, a failure is
-//! final: a body is never replayed. This is why retries are a phase and not a tower retry layer: only here is
-//! it known whether the body was consumed.
+//! Retries follow one rule: a request is sent again only if nothing the server could act on twice reached it.
+//! A failed connect moves on to the next server the balancer offers (up to `retries` more, within
+//! `retry_timeout`); a pooled connection that turns out to be closed hands the request back untouched
+//! (hyper's `try_send_request`) and the next idle one, or a new connection, to the *same* server is used — that
+//! is not an attempt. Once a request was written, a failure is final, except for an idempotent request without
+//! a body (GET, HEAD, …) whose connection broke before any response byte (a server killed mid-request): its
+//! head was kept, and it goes to the next server. A body is never replayed. This is why retries are a phase
+//! and not a tower retry layer: only here is it known whether the body was consumed.
 //!
 //! Every try of a server is an [`Attempt`] in the request's context, with its outcome.
 //!
-//! Whose fault a failure is decides whether it counts against the server (`max_fails`): a connect error or
-//! a response that does not come within `response_timeout` *once the request body is complete* is the
-//! server's; a body that stops coming from the client (408 after `body_timeout`), a client that goes away or
+//! Whose fault a failure is decides whether it counts against the server (`max_fails`): a connect error, a
+//! connection reset before the response, a response that does not come within `response_timeout` *once the
+//! request body is complete*, and a status listed in `fail_on_status` are the server's; a body that stops coming from the client (408 after `body_timeout`), a client that goes away or
 //! sends a malformed body (400), a body over `max_body` (413) are the client's. A slow upload is never a
 //! slow server: the response clock starts when the body has been sent.
 
@@ -55,7 +57,18 @@ pub async fn with_retries<'p>(
     };
     let mut tried = Tried::default();
     let mut last_error: Option<ProxyError> = None;
+    // Idempotent and bodiless: it may be sent again if the connection breaks before any response byte (a
+    // server killed mid-request). Its head is kept for that; only when another server could take it.
+    let replay = (pool.retries > 0 && pool.upstreams.len() > 1)
+        .then(|| Replay::of(&req, upgrade))
+        .flatten();
+    let first_try = Instant::now();
     loop {
+        if let (Some(limit), false) = (pool.retry_timeout, tried.is_empty()) {
+            if first_try.elapsed() >= limit {
+                return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone())));
+            }
+        }
         let Some(member) = pool.selector.select(key, &mut tried, now_ms()) else {
             return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone())));
         };
@@ -70,7 +83,16 @@ pub async fn with_retries<'p>(
         let in_flight = up.state.acquire();
         match attempt(pool, up, req, upgrade, body_timeout, ctx).await {
             Try::Sent(resp, sender) => {
-                up.state.record_success();
+                if pool.fail_on_status.contains(&resp.status().as_u16()) {
+                    if up
+                        .state
+                        .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms)
+                    {
+                        ctx.attempts.ejected_last();
+                    }
+                } else {
+                    up.state.record_success();
+                }
                 ctx.attempts.finish_last(Outcome::Responded);
                 ctx.times.upstream_head = Some(Instant::now());
                 return Ok(Sent {
@@ -98,8 +120,38 @@ pub async fn with_retries<'p>(
                     );
                 }
             }
+            Try::Failed(err @ ProxyError::Upstream { .. }) if replay.is_some() => {
+                // Reset or closed before any response byte, and safe to send again: the next server.
+                ctx.attempts.finish_last(Outcome::Failed);
+                if up
+                    .state
+                    .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms)
+                {
+                    ctx.attempts.ejected_last();
+                }
+                up.metrics.set_last_error(err.to_string());
+                tracing::warn!(pool = %pool.name, server = %up.addr, error = %err, "connection broke before the response; sending the request to another server");
+                last_error = Some(err);
+                if tried.len() > pool.retries as usize {
+                    return Err(
+                        last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone()))
+                    );
+                }
+                req = match &replay {
+                    Some(r) => r.request(body_timeout),
+                    None => {
+                        return Err(
+                            last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone()))
+                        )
+                    }
+                };
+            }
             Try::Failed(err) => {
-                let timed_out = matches!(err, ProxyError::Timeout { .. });
+                // The server's doing: no answer in time, or the connection broke (a reset) before a response.
+                let servers_fault = matches!(
+                    err,
+                    ProxyError::Timeout { .. } | ProxyError::Upstream { .. }
+                );
                 ctx.attempts.finish_last(match err {
                     ProxyError::Timeout { .. } => Outcome::TimedOut,
                     ProxyError::ClientBody(_)
@@ -108,7 +160,7 @@ pub async fn with_retries<'p>(
                     | ProxyError::BodyTooLarge => Outcome::ClientFailed,
                     _ => Outcome::Failed,
                 });
-                if timed_out
+                if servers_fault
                     && up
                         .state
                         .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms)
@@ -121,6 +173,45 @@ pub async fn with_retries<'p>(
                 return Err(err);
             }
         }
+    }
+}
+
+/// The head of a request that can be sent again: idempotent method (RFC 9110 §9.2.2), no body, no upgrade.
+struct Replay {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn of(req: &Request<RequestBody>, upgrade: bool) -> Option<Replay> {
+        use http::Method;
+        use http_body::Body as _;
+        let idempotent = matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        (idempotent && !upgrade && req.body().is_end_stream()).then(|| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    fn request(&self, body_timeout: Duration) -> Request<RequestBody> {
+        let mut r = Request::new(RequestBody::empty(body_timeout));
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.version_mut() = self.version;
+        *r.headers_mut() = self.headers.clone();
+        r
     }
 }
 

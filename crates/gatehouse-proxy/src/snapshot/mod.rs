@@ -176,7 +176,11 @@ pub struct PoolRt {
     pub connect: upstream::Settings,
     pub response_timeout: Duration,
     pub retries: u32,
+    /// No new try starts this long after the first.
+    pub retry_timeout: Option<Duration>,
     pub max_fails: u32,
+    /// Response statuses counted as the server's failure (passive health).
+    pub fail_on_status: Box<[u16]>,
     pub fail_timeout_ms: u64,
     pub idle_timeout: Duration,
     pub max_idle: usize,

@@ -87,6 +87,20 @@ impl RequestBody {
         }
     }
 
+    /// A body with nothing in it (a request sent again after its first try broke: it had none).
+    pub fn empty(body_timeout: Duration) -> Self {
+        RequestBody {
+            inner: None,
+            remaining: None,
+            progress: None,
+            stall: Stall {
+                after: body_timeout,
+                timer: None,
+                moved: false,
+            },
+        }
+    }
+
     fn end(&mut self) {
         if let Some(p) = &self.progress {
             p.complete();
