@@ -23,7 +23,7 @@ pub fn status(admin: &Admin) -> Value {
         .map(|l| {
             json!({
                 "name": l.name, "bind": l.bind.to_string(), "local": l.local.to_string(),
-                "kind": if l.tls { "https" } else { "http" },
+                "kind": if l.stream { "stream" } else if l.tls { "https" } else { "http" },
                 "open_connections": l.open, "accepted": l.accepted,
             })
         })

@@ -21,6 +21,10 @@ pub enum Change {
     PoolAdded(String),
     PoolRemoved(String),
     PoolChanged(String),
+    /// Streams are named by their name.
+    StreamAdded(String),
+    StreamRemoved(String),
+    StreamChanged(String),
     /// Sites are named by their first host.
     SiteAdded(String),
     SiteRemoved(String),
@@ -47,6 +51,9 @@ impl fmt::Display for Change {
             Change::PoolAdded(p) => write!(f, "+pool {p}"),
             Change::PoolRemoved(p) => write!(f, "-pool {p}"),
             Change::PoolChanged(p) => write!(f, "~pool {p}"),
+            Change::StreamAdded(s) => write!(f, "+stream {s}"),
+            Change::StreamRemoved(s) => write!(f, "-stream {s}"),
+            Change::StreamChanged(s) => write!(f, "~stream {s}"),
             Change::SiteAdded(s) => write!(f, "+site {s}"),
             Change::SiteRemoved(s) => write!(f, "-site {s}"),
             Change::SiteChanged(s) => write!(f, "~site {s}"),
@@ -102,6 +109,18 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     }
     for name in old.pools.keys().filter(|n| !new.pools.contains_key(*n)) {
         out.push(Change::PoolRemoved(name.clone()));
+    }
+    for st in &new.streams {
+        match old.streams.iter().find(|o| o.name == st.name) {
+            None => out.push(Change::StreamAdded(st.name.clone())),
+            Some(o) if o != st => out.push(Change::StreamChanged(st.name.clone())),
+            Some(_) => {}
+        }
+    }
+    for st in &old.streams {
+        if !new.streams.iter().any(|n| n.name == st.name) {
+            out.push(Change::StreamRemoved(st.name.clone()));
+        }
     }
     for site in &new.sites {
         let name = site_name(site);

@@ -15,6 +15,31 @@ pub struct Config {
     pub acme: Option<Acme>,
     pub sites: Vec<Site>,
     pub pools: BTreeMap<String, Pool>,
+    /// L4 TCP forwarding.
+    pub streams: Vec<Stream>,
+}
+
+/// `[[stream]]`: one port forwarded, connection by connection, to a pool's servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub pool: String,
+    /// Who may connect (the site fields are used; the route ones stay empty).
+    pub access: AccessRules,
+    /// A connection with no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// The header sent to the server first, with the client's address.
+    pub proxy_protocol: ProxyProtocolOut,
+    /// Connections open at once; 0 = no limit of its own.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolOut {
+    Off,
+    V1,
+    V2,
 }
 
 /// Where a value was written: 1-based line and column of the file in [`Config::origin`], so that a problem
@@ -402,6 +427,7 @@ pub mod defaults {
     pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
     pub const HEALTH_FALL: u32 = 2;
     pub const HEALTH_RISE: u32 = 2;
+    pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
     pub const REDIRECT_STATUS: u16 = 308;
     pub const RESPOND_STATUS: u16 = 200;
     pub const ACME_STORAGE: &str = "certs/acme";

@@ -177,9 +177,16 @@ pub enum RawStatusItem {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStream {
-    pub name: Option<String>,
-    pub bind: Option<String>,
-    pub pool: Option<String>,
+    pub name: Spanned<String>,
+    pub bind: Spanned<String>,
+    pub pool: Spanned<String>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub proxy_protocol: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 /// A size written as a number of bytes or as a string with a unit.

@@ -63,6 +63,13 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub stream: String,
+    /// "in" (client to server) or "out".
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -93,6 +100,7 @@ pub struct Metrics {
     server_retries: Family<ServerLabels, Counter>,
     server_ejections: Family<ServerLabels, Counter>,
     in_flight: Gauge,
+    stream_bytes: Family<StreamLabels, Counter>,
     /// Filled at scrape time.
     pub gauges: StateGauges,
     /// Counted by whoever does the work (reloads, ACME, the access log).
@@ -148,6 +156,7 @@ impl Metrics {
             server_retries: Family::default(),
             server_ejections: Family::default(),
             in_flight: Gauge::default(),
+            stream_bytes: Family::default(),
             gauges: StateGauges::default(),
             events: Events::default(),
         };
@@ -211,6 +220,12 @@ impl Metrics {
             "gatehouse_requests_in_flight",
             "Requests being served",
             m.in_flight.clone(),
+        );
+        r.register_with_unit(
+            "gatehouse_stream",
+            "L4 stream bytes, by stream and direction (in: client to server)",
+            Unit::Bytes,
+            m.stream_bytes.clone(),
         );
         let g = &m.gauges;
         r.register(
@@ -345,6 +360,22 @@ impl Metrics {
         }
     }
 
+    /// A stream's byte counters.
+    pub fn stream(&self, stream: &str) -> StreamMetrics {
+        let c = |direction| {
+            self.stream_bytes
+                .get_or_create(&StreamLabels {
+                    stream: stream.to_string(),
+                    direction,
+                })
+                .clone()
+        };
+        StreamMetrics {
+            bytes_in: c("in"),
+            bytes_out: c("out"),
+        }
+    }
+
     /// Counts a reload attempt.
     pub fn reload(&self, ok: bool, unix_seconds: i64) {
         let result = if ok { "ok" } else { "failed" };
@@ -407,6 +438,13 @@ impl RouteMetrics {
 #[derive(Debug, Clone)]
 pub struct SiteMetrics {
     pub duration: Histogram,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+/// A stream's bytes: in = client to server, out = server to client.
+#[derive(Debug, Clone)]
+pub struct StreamMetrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
 }

@@ -358,7 +358,7 @@ impl Proxy {
         let local = socket.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let tls = match w.kind {
-            Kind::Http => None,
+            Kind::Http | Kind::Stream => None,
             Kind::Tls(gatehouse_config::TlsVersion::Tls12) => {
                 Some(self.registries.tls.tls12.clone())
             }
@@ -371,6 +371,8 @@ impl Proxy {
                 name: w.name.as_str().into(),
                 tls,
                 proxy_protocol: w.proxy_protocol,
+                stream: w.kind == Kind::Stream,
+                bind: w.bind,
             },
             snapshot: self.snapshot.clone(),
             tracker: self.tracker.clone(),

@@ -16,6 +16,7 @@ mod listeners;
 mod pools;
 mod server;
 mod sites;
+mod streams;
 
 use crate::diagnostic::Diagnostic;
 use crate::model::*;
@@ -47,9 +48,7 @@ pub fn validate(raw: RawConfig, source: &str, origin: &str) -> Result<Config, Ve
         !server.trusted_proxies.is_empty(),
     );
     let acme = raw.acme.as_ref().map(|a| acme::check(&mut c, a));
-    for (i, s) in raw.streams.iter().enumerate() {
-        c.not_yet(s.span(), &format!("stream[{i}]"), "L4 stream forwarding");
-    }
+    let streams = streams::check(&mut c, &raw.streams, &raw.pools, &listeners);
     let pools = pools::check(&mut c, &raw.pools);
     let sites = sites::check(&mut c, &raw.sites, &raw.pools);
     coherence::check(&mut c, &raw, &listeners, &sites);
@@ -62,6 +61,7 @@ pub fn validate(raw: RawConfig, source: &str, origin: &str) -> Result<Config, Ve
             acme,
             sites,
             pools,
+            streams,
         })
     } else {
         c.diags
@@ -186,14 +186,6 @@ impl Checker {
                 0
             }
         }
-    }
-
-    fn not_yet(&mut self, span: Range<usize>, key: &str, what: &str) {
-        self.err(
-            span,
-            key,
-            format!("{what} is not supported yet in this version of Gatehouse (see README: planned); remove it for now"),
-        );
     }
 }
 

@@ -15,6 +15,7 @@ pub mod client_io;
 pub mod proxy_header;
 pub mod serve;
 pub mod set;
+pub mod stream;
 
 use crate::conn::Tracker;
 use crate::Snapshot;
@@ -49,6 +50,10 @@ pub struct ListenerSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// A PROXY protocol header comes first.
     pub proxy_protocol: bool,
+    /// An L4 stream: its connections are forwarded as bytes ([`stream`]), found in the snapshot by `bind`.
+    pub stream: bool,
+    /// The configured bind address.
+    pub bind: SocketAddr,
 }
 
 /// What an accept loop shares with the rest of the proxy.
@@ -193,7 +198,11 @@ pub async fn accept_loop(
                     ctx.limit.accepted.fetch_add(1, Relaxed);
                     ctx.limit.open.fetch_add(1, Relaxed);
                     permits.1 = Some(ctx.limit.clone());
-                    tokio::spawn(serve::serve_connection(stream, peer, ctx.clone(), permits));
+                    if ctx.settings.stream {
+                        tokio::spawn(stream::serve(stream, peer, ctx.clone(), permits));
+                    } else {
+                        tokio::spawn(serve::serve_connection(stream, peer, ctx.clone(), permits));
+                    }
                 }
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.

@@ -1,8 +1,8 @@
 //! The listeners that are open, and the one place where a new config's listeners are compared with them.
 //!
 //! A listener is identified by its configured bind address (which may say port 0; `local` has the real one).
-//! Its kind says what it serves; plain HTTP and TLS today, L4 streams and the admin API are kinds to come, so
-//! that every kind's reload diff is this one.
+//! Its kind says what it serves: plain HTTP, TLS, or an L4 stream, so that every kind's reload diff is this
+//! one (the admin listener is apart: it binds at start, on the control runtime).
 //!
 //! What a listener serves is fixed for the life of its accept loops: a connection's kind (TLS or not), its
 //! limit and its PROXY header expectation come from the loop that accepted it, never from whichever snapshot
@@ -23,6 +23,8 @@ pub enum Kind {
     Http,
     /// TLS (with this lowest version), then HTTP/1.1 or h2 by ALPN.
     Tls(TlsVersion),
+    /// L4 TCP forwarding (`[[stream]]`): bytes to a pool's server, no HTTP.
+    Stream,
 }
 
 /// A listener a config asks for.
@@ -40,17 +42,21 @@ pub struct Wanted {
 impl Wanted {
     /// Every listener `config` asks for.
     pub fn all(config: &Config) -> Vec<Wanted> {
-        config
-            .listeners
-            .iter()
-            .map(|l| Wanted {
-                bind: l.bind,
-                name: l.name.clone(),
-                kind: l.tls.map_or(Kind::Http, Kind::Tls),
-                max_connections: l.max_connections,
-                proxy_protocol: l.proxy_protocol,
-            })
-            .collect()
+        let http = config.listeners.iter().map(|l| Wanted {
+            bind: l.bind,
+            name: l.name.clone(),
+            kind: l.tls.map_or(Kind::Http, Kind::Tls),
+            max_connections: l.max_connections,
+            proxy_protocol: l.proxy_protocol,
+        });
+        let streams = config.streams.iter().map(|s| Wanted {
+            bind: s.bind,
+            name: s.name.clone(),
+            kind: Kind::Stream,
+            max_connections: s.max_connections,
+            proxy_protocol: false,
+        });
+        http.chain(streams).collect()
     }
 
     /// Whether a kept socket can go on with its accept loops (only the name or the limit's size differs), or
@@ -95,6 +101,8 @@ pub struct ListenerStatus {
     pub bind: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// An L4 stream, not HTTP.
+    pub stream: bool,
     pub accepted: u64,
     pub open: usize,
 }
@@ -185,6 +193,7 @@ impl ListenerSet {
                 bind: b.wanted.bind,
                 local: b.local,
                 tls: matches!(b.wanted.kind, Kind::Tls(_)),
+                stream: b.wanted.kind == Kind::Stream,
                 accepted: b.limit.accepted.load(Relaxed),
                 open: b.limit.open.load(Relaxed),
             })

@@ -148,6 +148,26 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
         );
     }
 
+    let mut streams = Vec::with_capacity(config.streams.len());
+    for (i, st) in config.streams.iter().enumerate() {
+        match by_name.get(st.pool.as_str()) {
+            Some(pool) => streams.push(super::StreamRt {
+                name: st.name.as_str().into(),
+                bind: st.bind,
+                pool: pool.clone(),
+                access: (!st.access.is_empty()).then(|| st.access.clone()),
+                idle_timeout: st.idle_timeout,
+                proxy_protocol: st.proxy_protocol,
+                metrics: reg.metrics.stream(&st.name),
+            }),
+            None => problems.push(Diagnostic::new(
+                None,
+                format!("stream[{i}].pool"),
+                "names a pool that was not compiled",
+            )),
+        }
+    }
+
     let s = &config.server;
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
@@ -192,6 +212,7 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
         http2: Arc::new(h2),
         sites,
         pools,
+        streams,
         config,
     })
 }

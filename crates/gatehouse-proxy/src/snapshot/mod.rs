@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub sites: HostTable<SiteRt>,
     /// By [`PoolRt::id`].
     pub pools: Vec<Arc<PoolRt>>,
+    /// L4 streams, found by their configured bind address.
+    pub streams: Vec<StreamRt>,
     pub trusted_proxies: Vec<IpNet>,
     /// Client connections with nothing in flight are closed after this long.
     pub idle_timeout: Duration,
@@ -85,6 +87,11 @@ impl Snapshot {
 
     pub fn pool(&self, id: u32) -> Option<&Arc<PoolRt>> {
         self.pools.get(id as usize)
+    }
+
+    /// The stream bound at `bind` (as configured).
+    pub fn stream(&self, bind: std::net::SocketAddr) -> Option<&StreamRt> {
+        self.streams.iter().find(|s| s.bind == bind)
     }
 
     /// The names behind a request context's indexes, for logs.
@@ -161,6 +168,19 @@ pub enum ActionRt {
         body: Bytes,
         status: StatusCode,
     },
+}
+
+/// A `[[stream]]` ready for connections.
+#[derive(Debug)]
+pub struct StreamRt {
+    pub name: Arc<str>,
+    pub bind: std::net::SocketAddr,
+    pub pool: Arc<PoolRt>,
+    /// `None` when the stream has no allow/deny rules.
+    pub access: Option<AccessRules>,
+    pub idle_timeout: Duration,
+    pub proxy_protocol: gatehouse_config::ProxyProtocolOut,
+    pub metrics: gatehouse_metrics::StreamMetrics,
 }
 
 /// A pool ready for requests: its balancer and its servers' shared state.
