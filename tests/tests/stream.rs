@@ -286,3 +286,31 @@ fn a_stream_config_is_checked() {
         assert!(out.contains(words), "{words}: {out}");
     }
 }
+
+#[tokio::test]
+async fn a_tcp_health_check_finds_a_server_that_stopped_listening() {
+    let a = banner_server("a").await;
+    let gone = dead_addr();
+    let admin = Admin::on_free_port(None);
+    let (cfg, bind) = stream_config(
+        &[a, gone],
+        "",
+        "health = { interval = \"200ms\", timeout = \"500ms\", fall = 1, rise = 1 }",
+        &admin.server_keys(),
+    );
+    let _g = Gatehouse::start(&cfg);
+    // No connection has been made through the stream: the probes alone find it.
+    assert!(
+        gatehouse_e2e::eventually(T, || async {
+            let s = admin.status().await;
+            let servers = &s["pools"][0]["servers"];
+            servers[0]["health_check"] == "up" && servers[1]["health_check"] == "down"
+        })
+        .await,
+        "{}",
+        admin.status().await
+    );
+    for _ in 0..4 {
+        assert_eq!(banner_of(bind).await, "a");
+    }
+}

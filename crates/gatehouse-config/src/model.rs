@@ -320,10 +320,11 @@ pub struct Pool {
     pub fail_on_status: Vec<u16>,
 }
 
-/// An active health check: `GET path` on a short connection of its own, every `interval`.
+/// An active health check on a short connection of its own, every `interval`: `GET path`, or without a path a
+/// TCP connect (and TLS handshake, when it probes over TLS) only.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HealthCheck {
-    pub path: String,
+    pub path: Option<String>,
     pub interval: Duration,
     /// For the whole probe: connect, send, the response head (and the body when `body` is checked).
     pub timeout: Duration,

@@ -188,14 +188,8 @@ fn check_health(c: &mut Checker, h: &Spanned<RawHealth>, key: &str) -> Option<He
     let span = h.span();
     let h = h.get_ref();
     let path = match &h.path {
-        None => {
-            c.err(
-                span,
-                format!("{key}.path"),
-                "a health check needs a path, e.g. path = \"/healthz\"",
-            );
-            return None;
-        }
+        // No path: a TCP connect check (stream pools, or servers with no HTTP health endpoint).
+        None => None,
         Some(p) if !p.get_ref().starts_with('/') || http_unsafe(p.get_ref()) => {
             c.err(
                 p.span(),
@@ -204,8 +198,24 @@ fn check_health(c: &mut Checker, h: &Spanned<RawHealth>, key: &str) -> Option<He
             );
             return None;
         }
-        Some(p) => p.get_ref().clone(),
+        Some(p) => Some(p.get_ref().clone()),
     };
+    if path.is_none() {
+        let http_only = [
+            (h.status.as_ref().map(|s| s.span()), "status"),
+            (h.host.as_ref().map(|s| s.span()), "host"),
+            (h.body.as_ref().map(|_| span.clone()), "body"),
+        ];
+        for (at, what) in http_only {
+            if let Some(at) = at {
+                c.err(
+                    at,
+                    format!("{key}.{what}"),
+                    "applies to HTTP checks only: set a path",
+                );
+            }
+        }
+    }
     let interval = c.timeout(
         &h.interval,
         &format!("{key}.interval"),
@@ -521,7 +531,7 @@ mod tests {
             (Some("ok"), Some("vm1"), Some(8081), Some(false), 1)
         );
         for (bad, words) in [
-            ("{ interval = \"1s\" }", "needs a path"),
+            ("{ interval = \"1s\", status = 200 }", "HTTP checks only"),
             ("{ path = \"healthz\" }", "must start with /"),
             ("{ path = \"/a b\" }", "must start with /"),
             ("{ path = \"/h\", status = \"7xx\" }", "a class"),

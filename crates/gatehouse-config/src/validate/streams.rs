@@ -67,8 +67,11 @@ pub(super) fn check(
                         "a stream's pool carries raw TCP: it cannot set tls or http2",
                     );
                 }
-                if p.health.as_ref().is_some() {
-                    c.err(s.pool.span(), format!("{key}.pool"), "HTTP health checks cannot probe a stream's servers (TCP checks are not built yet); the pool relies on passive health");
+                if p.health
+                    .as_ref()
+                    .is_some_and(|h| h.get_ref().path.is_some())
+                {
+                    c.err(s.pool.span(), format!("{key}.pool"), "an HTTP health check (a path) cannot probe a stream's servers: omit the path for a TCP connect check");
                 }
             }
         }

@@ -53,10 +53,10 @@ pub async fn run(p: Probe) {
         if let Some(now) = p.state.record(result, c.fall, c.rise) {
             match now {
                 Health::Down => {
-                    tracing::warn!(server = %p.key.addr, path = %c.path, error = error.as_deref().unwrap_or(""), fall = c.fall, "health check: server down")
+                    tracing::warn!(server = %p.key.addr, path = c.path.as_deref().unwrap_or("(tcp)"), error = error.as_deref().unwrap_or(""), fall = c.fall, "health check: server down")
                 }
                 Health::Up => {
-                    tracing::info!(server = %p.key.addr, path = %c.path, "health check: server up")
+                    tracing::info!(server = %p.key.addr, path = c.path.as_deref().unwrap_or("(tcp)"), "health check: server up")
                 }
                 Health::Unknown => {}
             }
@@ -82,20 +82,30 @@ async fn exchange(p: &Probe) -> Result<(), String> {
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
+    let Some(path) = &c.path else {
+        // A TCP check: the connection (and the TLS handshake, over TLS) is the answer.
+        if let Some((config, name)) = &p.tls {
+            tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+        }
+        return Ok(());
+    };
     match &p.tls {
-        None => ask(TokioIo::new(tcp), p).await,
+        None => ask(TokioIo::new(tcp), p, path).await,
         Some((config, name)) => {
             let tls = tokio_rustls::TlsConnector::from(config.clone())
                 .connect(name.clone(), tcp)
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
-            ask(TokioIo::new(tls), p).await
+            ask(TokioIo::new(tls), p, path).await
         }
     }
-    .map_err(|e| format!("{} {}: {e}", c.path, p.key.host))
+    .map_err(|e| format!("{path} {}: {e}", p.key.host))
 }
 
-async fn ask<T>(io: TokioIo<T>, p: &Probe) -> Result<(), String>
+async fn ask<T>(io: TokioIo<T>, p: &Probe, path: &str) -> Result<(), String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -104,7 +114,7 @@ where
         .await
         .map_err(|e| e.to_string())?;
     let conn = tokio::spawn(conn);
-    let req = Request::get(c.path.as_str())
+    let req = Request::get(path)
         .header(header::HOST, p.key.host.as_str())
         .header(header::USER_AGENT, "gatehouse-health-check")
         .header(header::CONNECTION, "close")
