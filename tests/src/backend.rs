@@ -58,14 +58,26 @@ impl Backend {
         Self::start_full(name, None, Some(streams)).await
     }
 
+    /// Like [`Backend::start`], on `addr` (another loopback address, a port shared with another backend).
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        Self::start_at(name, None, None, addr).await
+    }
+
     async fn start_full(
         name: &str,
         tls: Option<tokio_rustls::TlsAcceptor>,
         h2_streams: Option<u32>,
     ) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
+        Self::start_at(name, tls, h2_streams, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    async fn start_at(
+        name: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        h2_streams: Option<u32>,
+        at: SocketAddr,
+    ) -> Backend {
+        let listener = TcpListener::bind(at).await.expect("bind backend");
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let health = Arc::new(std::sync::atomic::AtomicU16::new(200));

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod backend;
 pub mod browser;
 pub mod client;
+pub mod dns;
 pub mod gatehouse;
 pub mod inproc;
 pub mod pebble;

@@ -336,3 +336,43 @@ async fn a_backup_serves_only_when_every_primary_fails_its_checks() {
         .await
     );
 }
+
+#[tokio::test]
+async fn a_name_whose_answer_changes_moves_traffic_without_a_reload() {
+    let dns = gatehouse_e2e::dns::TestDns::start().await;
+    // Two servers on one port, at two loopback addresses: the name says which.
+    let port = gatehouse_e2e::free_port();
+    let a = Backend::start_on("a", format!("127.0.0.2:{port}").parse().unwrap()).await;
+    let b = Backend::start_on("b", format!("127.0.0.3:{port}").parse().unwrap()).await;
+    dns.set("vm1.test", "127.0.0.2".parse().unwrap());
+    let admin = Admin::on_free_port(None);
+    let g = Gatehouse::start(&single_pool(
+        &format!("\"vm1.test:{port}\""),
+        "resolve_interval = \"1s\"",
+        &format!("{}dns_servers = [\"{}\"]", admin.server_keys(), dns.addr),
+    ));
+    assert!(
+        answers(&g, 5).await.iter().all(|n| n == "a"),
+        "{}",
+        g.logs()
+    );
+    dns.set("vm1.test", "127.0.0.3".parse().unwrap());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&g.url("/")).await.backend() == "b"
+        })
+        .await,
+        "{}",
+        g.logs()
+    );
+    assert!(
+        answers(&g, 5).await.iter().all(|n| n == "b"),
+        "the old address left the pool"
+    );
+    assert!(g.logs().contains("server's addresses changed"));
+    let s = admin.status().await;
+    let servers = s["pools"][0]["servers"].as_array().unwrap().clone();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0]["addr"], b.addr.to_string());
+    drop(a);
+}

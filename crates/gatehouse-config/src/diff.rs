@@ -158,6 +158,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         max_request_target,
         access_log_skip,
         access_log_sample,
+        dns_servers,
     } = &old.server;
     let n = &new.server;
     let mut setting = |changed: bool, key: &'static str, restart: bool| {
@@ -182,6 +183,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         "access_log_format",
         false,
     );
+    setting(*dns_servers != n.dns_servers, "dns_servers", true);
     setting(
         *access_log_skip != n.access_log_skip || *access_log_sample != n.access_log_sample,
         "access_log_skip",

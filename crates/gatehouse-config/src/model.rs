@@ -147,6 +147,8 @@ pub struct Server {
     pub access_log_skip: Vec<String>,
     /// ... except one in this many (0: none of them).
     pub access_log_sample: u32,
+    /// Name servers for servers written as DNS names (empty: the system's, /etc/resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -318,6 +320,8 @@ pub struct Pool {
     pub retry_timeout: Option<Duration>,
     /// Response statuses that count as the server's failure for passive health.
     pub fail_on_status: Vec<u16>,
+    /// Servers written as names are looked up again this often at most (sooner when the record's TTL says).
+    pub resolve_interval: Duration,
 }
 
 /// An active health check on a short connection of its own, every `interval`: `GET path`, or without a path a
@@ -428,6 +432,7 @@ pub mod defaults {
     pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
     pub const HEALTH_FALL: u32 = 2;
     pub const HEALTH_RISE: u32 = 2;
+    pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
     pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
     pub const REDIRECT_STATUS: u16 = 308;
     pub const RESPOND_STATUS: u16 = 200;

@@ -45,6 +45,8 @@ pub struct RawServer {
     pub max_request_target: Option<Spanned<RawSize>>,
     pub access_log_skip: Option<Vec<Spanned<String>>>,
     pub access_log_sample: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub dns_servers: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +141,7 @@ pub struct RawPool {
     pub idle_timeout: Option<Spanned<String>>,
     pub max_idle: Option<Spanned<i64>>,
     pub retry_timeout: Option<Spanned<String>>,
+    pub resolve_interval: Option<Spanned<String>>,
     pub fail_on_status: Option<Spanned<Vec<i64>>>,
 }
 

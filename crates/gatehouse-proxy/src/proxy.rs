@@ -105,6 +105,9 @@ impl Proxy {
             n => n,
         };
         tracing::debug!(per_worker, "connections per worker at most");
+        registries
+            .dns
+            .set_servers(config.server.dns_servers.clone());
         let prepared = prepare(config, &registries)?;
         if let Some(w) = prepared.warnings_text() {
             tracing::error!(
@@ -147,6 +150,7 @@ impl Proxy {
         }
         drop(set);
         tokio::spawn(sweep_idle(Arc::downgrade(&proxy)));
+        tokio::spawn(refresh_dns(Arc::downgrade(&proxy)));
         Ok(proxy)
     }
 
@@ -405,6 +409,82 @@ async fn sweep_idle(proxy: std::sync::Weak<Proxy>) {
         for pool in &snap.pools {
             for up in &pool.upstreams {
                 up.conns.sweep(pool.idle_timeout);
+            }
+        }
+    }
+}
+
+/// Looks up servers written as names again when their answers expire (the record's TTL, bounded by the pool's
+/// `resolve_interval`, at least a second), and rebuilds the running config when an answer changed: new
+/// addresses join their pool, vanished ones leave it (their requests in flight finish). A failed look-up keeps
+/// the last good answer and is logged once until it works again.
+async fn refresh_dns(proxy: std::sync::Weak<Proxy>) {
+    use std::collections::{HashMap, HashSet};
+    let resolver = match proxy.upgrade().map(|p| p.registries.dns.resolver()) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "servers written as names will not be looked up again");
+            return;
+        }
+        None => return,
+    };
+    let mut due: HashMap<(String, u16), Instant> = HashMap::new();
+    let mut failing: HashSet<(String, u16)> = HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(proxy) = proxy.upgrade() else { return };
+        let config = proxy.snapshot().config.clone();
+        let mut changed = false;
+        let mut names = HashSet::new();
+        for pool in config.pools.values() {
+            for s in pool.servers.iter().filter(|s| s.literal().is_none()) {
+                let key = (s.host.to_ascii_lowercase(), s.port);
+                names.insert(key.clone());
+                let now = Instant::now();
+                if due.get(&key).is_some_and(|t| *t > now) {
+                    continue;
+                }
+                match crate::upstream::dns::lookup(&resolver, &s.host, s.port).await {
+                    Ok(answer) => {
+                        let ttl = answer.valid_until.saturating_duration_since(Instant::now());
+                        due.insert(
+                            key.clone(),
+                            now + ttl.clamp(Duration::from_secs(1), pool.resolve_interval),
+                        );
+                        if failing.remove(&key) {
+                            tracing::info!(server = %s, "DNS look-up works again");
+                        }
+                        if proxy
+                            .registries
+                            .dns
+                            .update(&s.host, s.port, answer.addrs.clone())
+                        {
+                            tracing::info!(server = %s, addresses = ?answer.addrs, "server's addresses changed");
+                            changed = true;
+                        }
+                    }
+                    Err(e) => {
+                        due.insert(key.clone(), now + pool.resolve_interval);
+                        if failing.insert(key) {
+                            tracing::warn!(server = %s, error = %e, "DNS look-up failed; its last good addresses stay in service");
+                        }
+                    }
+                }
+            }
+        }
+        due.retain(|k, _| names.contains(k));
+        if changed {
+            let p = proxy.clone();
+            match tokio::task::spawn_blocking(move || p.rebuild()).await {
+                Ok(Ok(r)) => tracing::info!(
+                    generation = r.generation,
+                    "config rebuilt with the new addresses"
+                ),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot rebuild with the new addresses; the running config keeps serving")
+                }
+                Err(e) => tracing::error!(error = %e, "rebuild failed"),
             }
         }
     }

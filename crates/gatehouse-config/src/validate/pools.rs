@@ -153,6 +153,11 @@ pub(super) fn check(
             tls,
             http2: p.http2.unwrap_or(false),
             health,
+            resolve_interval: c.timeout(
+                &p.resolve_interval,
+                &format!("{key}.resolve_interval"),
+                defaults::RESOLVE_INTERVAL,
+            ),
             retry_timeout: p.retry_timeout.as_ref().and_then(|_| {
                 let d = c.duration(
                     &p.retry_timeout,

@@ -120,7 +120,28 @@ pub(super) fn check(c: &mut Checker, s: &RawServer) -> Server {
             0
         }),
     };
+    let dns_servers = s
+        .dns_servers
+        .iter()
+        .filter_map(|v| {
+            let t = v.get_ref().trim();
+            t.parse::<SocketAddr>()
+                .or_else(|_| {
+                    t.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    c.err(
+                        v.span(),
+                        "server.dns_servers",
+                        format!("{t:?} is not an ip or ip:port (e.g. \"127.0.0.1:53\")"),
+                    )
+                })
+                .ok()
+        })
+        .collect();
     Server {
+        dns_servers,
         access_log_skip,
         access_log_sample,
         admin,

@@ -14,7 +14,7 @@ use http::{HeaderValue, StatusCode};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Streams one client HTTP/2 connection may have open at once.
@@ -264,76 +264,83 @@ fn compile_pool(p: &Pool, id: u32, reg: &Registries) -> Result<PoolRt, Vec<Diagn
     let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
     for (i, s) in p.servers.iter().enumerate() {
         let skey = format!("{key}.servers[{i}]");
-        let addr = match resolve(s) {
-            Ok(a) => a,
-            Err(e) => {
-                problems.push(Diagnostic::at(s.at, skey, e));
-                continue;
-            }
-        };
-        if let Some(prev) = seen.insert(addr, i) {
-            problems.push(Diagnostic::at(
-                s.at,
-                skey,
-                format!("{s} is {addr}, already listed as servers[{prev}]"),
-            ));
-            continue;
-        }
-        let name = p
-            .tls
-            .as_ref()
-            .map(|t| t.sni.clone().unwrap_or_else(|| s.host.clone()));
-        let server_name = match &name {
-            None => None,
-            Some(n) => match rustls_pki_types::ServerName::try_from(n.clone()) {
-                Ok(sn) => Some(sn),
-                Err(_) => {
-                    problems.push(Diagnostic::at(
-                        s.at,
-                        skey,
-                        format!("{n:?} is not a valid TLS server name"),
-                    ));
+        // A name is every address it resolves to, each a server with the entry's weight.
+        let addrs = match s.literal() {
+            Some(a) => vec![a],
+            None => match reg.dns.addresses(&s.host, s.port) {
+                Ok(a) => a,
+                Err(e) => {
+                    problems.push(Diagnostic::at(s.at, skey, e));
                     continue;
                 }
             },
         };
-        let conn_key = ConnKey {
-            addr,
-            tls: name.map(|n| (ca_pem.clone().unwrap_or_else(|| Arc::from(&[][..])), n)),
-            http2: p.http2,
-        };
-        let probe = match &p.health {
-            None => None,
-            Some(check) => {
-                match health_probe(p, s, addr, check, tls_h1.as_ref(), &server_name, reg) {
-                    Ok(probe) => Some(probe),
-                    Err(e) => {
-                        problems.push(Diagnostic::at(s.at, format!("{key}.health"), e));
+        for addr in addrs {
+            let skey = skey.clone();
+            if let Some(prev) = seen.insert(addr, i) {
+                problems.push(Diagnostic::at(
+                    s.at,
+                    skey,
+                    format!("{s} is {addr}, already listed as servers[{prev}]"),
+                ));
+                continue;
+            }
+            let name = p
+                .tls
+                .as_ref()
+                .map(|t| t.sni.clone().unwrap_or_else(|| s.host.clone()));
+            let server_name = match &name {
+                None => None,
+                Some(n) => match rustls_pki_types::ServerName::try_from(n.clone()) {
+                    Ok(sn) => Some(sn),
+                    Err(_) => {
+                        problems.push(Diagnostic::at(
+                            s.at,
+                            skey,
+                            format!("{n:?} is not a valid TLS server name"),
+                        ));
                         continue;
                     }
+                },
+            };
+            let conn_key = ConnKey {
+                addr,
+                tls: name.map(|n| (ca_pem.clone().unwrap_or_else(|| Arc::from(&[][..])), n)),
+                http2: p.http2,
+            };
+            let probe = match &p.health {
+                None => None,
+                Some(check) => {
+                    match health_probe(p, s, addr, check, tls_h1.as_ref(), &server_name, reg) {
+                        Ok(probe) => Some(probe),
+                        Err(e) => {
+                            problems.push(Diagnostic::at(s.at, format!("{key}.health"), e));
+                            continue;
+                        }
+                    }
                 }
-            }
-        };
-        let pool_key = (Arc::<str>::from(p.name.as_str()), addr);
-        upstreams.push(Upstream {
-            probe,
-            addr,
-            state: reg
-                .servers
-                .get_or_insert_with(addr, || ServerState::new(addr)),
-            admin: reg
-                .admin
-                .get_or_insert_with(pool_key.clone(), Default::default),
-            metrics: reg
-                .server_metrics
-                .get_or_insert_with(pool_key, || reg.metrics.server(&p.name, &addr.to_string())),
-            conns: reg
-                .conns
-                .get_or_insert_with(conn_key, || ConnPool::new(reg.workers)),
-            server_name,
-            config_weight: s.weight,
-            backup: s.backup,
-        });
+            };
+            let pool_key = (Arc::<str>::from(p.name.as_str()), addr);
+            upstreams.push(Upstream {
+                probe,
+                addr,
+                state: reg
+                    .servers
+                    .get_or_insert_with(addr, || ServerState::new(addr)),
+                admin: reg
+                    .admin
+                    .get_or_insert_with(pool_key.clone(), Default::default),
+                metrics: reg.server_metrics.get_or_insert_with(pool_key, || {
+                    reg.metrics.server(&p.name, &addr.to_string())
+                }),
+                conns: reg
+                    .conns
+                    .get_or_insert_with(conn_key, || ConnPool::new(reg.workers)),
+                server_name,
+                config_weight: s.weight,
+                backup: s.backup,
+            });
+        }
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -421,16 +428,4 @@ fn health_probe(
         key,
         tls,
     })
-}
-
-/// A server's address: the IP as written, or the first address its name resolves to (once, here).
-fn resolve(s: &ServerSpec) -> Result<SocketAddr, String> {
-    if let Some(a) = s.literal() {
-        return Ok(a);
-    }
-    (s.host.as_str(), s.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {s}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{s} resolves to no address"))
 }

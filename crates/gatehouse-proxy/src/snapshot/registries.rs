@@ -31,6 +31,8 @@ pub struct Registries {
     pub server_metrics: Registry<ServerMetrics, (Arc<str>, SocketAddr)>,
     /// What active health checks found, by address and check.
     pub health: Registry<ActiveHealth, HealthKey>,
+    /// The addresses of servers written as names (last good answers).
+    pub dns: crate::upstream::dns::Dns,
 }
 
 impl Registries {
@@ -58,6 +60,7 @@ impl Registries {
             admin: Registry::default(),
             server_metrics: Registry::default(),
             health: Registry::default(),
+            dns: Default::default(),
         })
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod dns;
 pub mod h2_settings;
 pub mod health;
 pub mod pool;
