@@ -314,3 +314,42 @@ async fn a_tcp_health_check_finds_a_server_that_stopped_listening() {
         assert_eq!(banner_of(bind).await, "a");
     }
 }
+
+#[tokio::test]
+async fn a_proxy_header_from_a_trusted_balancer_names_the_client_for_the_rules_and_the_server() {
+    let p = proxy_reading_server().await;
+    // Only 10.1.2.3 may use the stream; the balancer in front (127.0.0.1, trusted) says the client is it.
+    let (cfg, bind) = stream_config(
+        &[p],
+        "accept_proxy_protocol = true\nproxy_protocol = \"v1\"\nallow = [\"10.1.2.3/32\"]",
+        "",
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+    );
+    let _g = Gatehouse::start(&cfg);
+    let mut c = TcpStream::connect(bind).await.unwrap();
+    c.write_all(b"PROXY TCP4 10.1.2.3 192.0.2.1 40000 2201\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(T, c.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        answer,
+        format!("v1 PROXY TCP4 10.1.2.3 127.0.0.1 40000 {}\r\n", bind.port())
+    );
+    // Without a header: closed. With a header naming someone not allowed: closed.
+    for first in [
+        &b"hello\r\n"[..],
+        b"PROXY TCP4 10.9.9.9 192.0.2.1 40000 2201\r\n",
+    ] {
+        let mut c = TcpStream::connect(bind).await.unwrap();
+        c.write_all(first).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(T, c.read_to_end(&mut got))
+            .await
+            .unwrap();
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    }
+}

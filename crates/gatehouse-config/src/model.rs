@@ -31,6 +31,9 @@ pub struct Stream {
     pub idle_timeout: Duration,
     /// The header sent to the server first, with the client's address.
     pub proxy_protocol: ProxyProtocolOut,
+    /// A PROXY header is expected from the client first (a load balancer in front), believed from
+    /// `trusted_proxies` only.
+    pub accept_proxy_protocol: bool,
     /// Connections open at once; 0 = no limit of its own.
     pub max_connections: usize,
 }

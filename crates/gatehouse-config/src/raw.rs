@@ -189,6 +189,7 @@ pub struct RawStream {
     pub deny: Vec<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub proxy_protocol: Option<Spanned<String>>,
+    pub accept_proxy_protocol: Option<Spanned<bool>>,
     pub max_connections: Option<Spanned<i64>>,
 }
 

@@ -48,7 +48,13 @@ pub fn validate(raw: RawConfig, source: &str, origin: &str) -> Result<Config, Ve
         !server.trusted_proxies.is_empty(),
     );
     let acme = raw.acme.as_ref().map(|a| acme::check(&mut c, a));
-    let streams = streams::check(&mut c, &raw.streams, &raw.pools, &listeners);
+    let streams = streams::check(
+        &mut c,
+        &raw.streams,
+        &raw.pools,
+        &listeners,
+        !server.trusted_proxies.is_empty(),
+    );
     let pools = pools::check(&mut c, &raw.pools);
     let sites = sites::check(&mut c, &raw.sites, &raw.pools);
     coherence::check(&mut c, &raw, &listeners, &sites);

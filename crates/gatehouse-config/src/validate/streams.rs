@@ -12,6 +12,7 @@ pub(super) fn check(
     raw: &[Spanned<RawStream>],
     pools: &BTreeMap<String, Spanned<RawPool>>,
     listeners: &[Listener],
+    have_trusted_proxies: bool,
 ) -> Vec<Stream> {
     let mut names = HashSet::new();
     let mut binds: HashSet<SocketAddr> = listeners.iter().map(|l| l.bind).collect();
@@ -94,6 +95,11 @@ pub(super) fn check(
             route_allow: Vec::new(),
             route_deny: Vec::new(),
         };
+        if let Some(v) = s.accept_proxy_protocol.as_ref().filter(|v| *v.get_ref()) {
+            if !have_trusted_proxies {
+                c.err(v.span(), format!("{key}.accept_proxy_protocol"), "needs server.trusted_proxies: the load balancers whose PROXY header is believed");
+            }
+        }
         let idle_timeout = c.timeout(
             &s.idle_timeout,
             &format!("{key}.idle_timeout"),
@@ -112,6 +118,10 @@ pub(super) fn check(
                 access,
                 idle_timeout,
                 proxy_protocol,
+                accept_proxy_protocol: s
+                    .accept_proxy_protocol
+                    .as_ref()
+                    .is_some_and(|v| *v.get_ref()),
                 max_connections,
             });
         }

@@ -54,7 +54,7 @@ impl Wanted {
             name: s.name.clone(),
             kind: Kind::Stream,
             max_connections: s.max_connections,
-            proxy_protocol: false,
+            proxy_protocol: s.accept_proxy_protocol,
         });
         http.chain(streams).collect()
     }

@@ -23,8 +23,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 pub async fn serve(
-    client: TcpStream,
-    peer: SocketAddr,
+    mut client: TcpStream,
+    mut peer: SocketAddr,
     ctx: Arc<ListenerContext>,
     permits: Permits,
 ) {
@@ -35,6 +35,21 @@ pub async fn serve(
         tracing::warn!(listener = %ctx.settings.name, "no stream for this listener in the running config");
         return;
     };
+    // A load balancer in front says who the client is; believed from trusted proxies only.
+    if ctx.settings.proxy_protocol {
+        let trusted = crate::headers::forwarded::is_trusted(&snap.trusted_proxies, peer.ip());
+        match super::proxy_header::read(&mut client, snap.header_read_timeout).await {
+            Ok(Some(claimed)) if trusted => peer = claimed,
+            Ok(Some(claimed)) => {
+                tracing::debug!(peer = %peer, claimed = %claimed, "PROXY header from an untrusted peer: not believed")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "closing: the stream expects a PROXY header");
+                return;
+            }
+        }
+    }
     let ip = gatehouse_config::canonical(peer.ip());
     if st.access.as_ref().is_some_and(|a| !a.permits(ip)) {
         tracing::debug!(stream = %st.name, client = %ip, "refused by the stream's allow/deny");
