@@ -353,3 +353,32 @@ async fn a_proxy_header_from_a_trusted_balancer_names_the_client_for_the_rules_a
         assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
     }
 }
+
+#[tokio::test]
+async fn a_tcp_check_can_expect_what_the_server_says_first() {
+    let (good, wrong) = (
+        banner_server("SSH-2.0-vm1").await,
+        banner_server("HTTP/1.1 400").await,
+    );
+    let admin = Admin::on_free_port(None);
+    let (cfg, bind) = stream_config(
+        &[good, wrong],
+        "",
+        "health = { interval = \"200ms\", timeout = \"500ms\", fall = 1, rise = 1, expect = \"SSH-2.0\" }",
+        &admin.server_keys(),
+    );
+    let _g = Gatehouse::start(&cfg);
+    assert!(
+        gatehouse_e2e::eventually(T, || async {
+            let s = admin.status().await;
+            let servers = &s["pools"][0]["servers"];
+            servers[0]["health_check"] == "up" && servers[1]["health_check"] == "down"
+        })
+        .await,
+        "{}",
+        admin.status().await
+    );
+    for _ in 0..4 {
+        assert_eq!(banner_of(bind).await, "SSH-2.0-vm1");
+    }
+}

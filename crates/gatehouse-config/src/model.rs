@@ -349,6 +349,10 @@ pub struct HealthCheck {
     pub port: Option<u16>,
     /// Probe over TLS (default: as the pool speaks to its servers).
     pub tls: Option<bool>,
+    /// TCP checks (no path): bytes sent once connected ...
+    pub send: Option<String>,
+    /// ... and a substring the server's first bytes must hold (up to 64 KiB are read).
+    pub expect: Option<String>,
 }
 
 impl HealthCheck {

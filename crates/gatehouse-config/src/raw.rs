@@ -160,6 +160,9 @@ pub struct RawHealth {
     pub host: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
     pub tls: Option<bool>,
+    /// TCP checks: bytes to send, and a substring the answer must hold.
+    pub send: Option<String>,
+    pub expect: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

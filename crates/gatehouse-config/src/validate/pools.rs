@@ -205,6 +205,13 @@ fn check_health(c: &mut Checker, h: &Spanned<RawHealth>, key: &str) -> Option<He
         }
         Some(p) => Some(p.get_ref().clone()),
     };
+    if let (Some(_), Some(e)) = (&path, &h.expect) {
+        c.err(
+            e.span(),
+            format!("{key}.expect"),
+            "applies to TCP checks (no path); HTTP checks use body",
+        );
+    }
     if path.is_none() {
         let http_only = [
             (h.status.as_ref().map(|s| s.span()), "status"),
@@ -302,6 +309,12 @@ fn check_health(c: &mut Checker, h: &Spanned<RawHealth>, key: &str) -> Option<He
         host: h.host.as_ref().map(|v| v.get_ref().clone()),
         port,
         tls: h.tls,
+        send: h.send.clone().filter(|s| !s.is_empty()),
+        expect: h
+            .expect
+            .as_ref()
+            .map(|e| e.get_ref().clone())
+            .filter(|e| !e.is_empty()),
     })
 }
 

@@ -83,14 +83,18 @@ async fn exchange(p: &Probe) -> Result<(), String> {
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let Some(path) = &c.path else {
-        // A TCP check: the connection (and the TLS handshake, over TLS) is the answer.
-        if let Some((config, name)) = &p.tls {
-            tokio_rustls::TlsConnector::from(config.clone())
-                .connect(name.clone(), tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-        }
-        return Ok(());
+        // A TCP check: the connection (and the TLS handshake, over TLS) is the answer, or what the server says
+        // to the check's `send`.
+        return match &p.tls {
+            None => converse(tcp, c).await,
+            Some((config, name)) => {
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                converse(tls, c).await
+            }
+        };
     };
     match &p.tls {
         None => ask(TokioIo::new(tcp), p, path).await,
@@ -153,6 +157,33 @@ where
     };
     conn.abort();
     result
+}
+
+/// A TCP check's exchange: `send`, then read until `expect` shows (or the server closes, or 64 KiB came).
+async fn converse<S>(mut io: S, c: &HealthCheck) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if let Some(send) = &c.send {
+        io.write_all(send.as_bytes())
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+    }
+    let Some(want) = &c.expect else { return Ok(()) };
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.len() < MAX_BODY {
+        let n = io.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if memmem(&seen, want.as_bytes()) {
+            return Ok(());
+        }
+    }
+    Err(format!("the answer does not contain {want:?}"))
 }
 
 fn memmem(hay: &[u8], needle: &[u8]) -> bool {
