@@ -208,7 +208,7 @@ impl Metrics {
         );
         r.register(
             "gatehouse_server_retries",
-            "Requests moved to another server after this one failed to connect",
+            "Requests moved to another server after this one failed them (connect error, or a reset before the response)",
             m.server_retries.clone(),
         );
         r.register(

@@ -65,15 +65,12 @@ pub fn record(snap: &Snapshot, ctx: &RequestCtx) {
                     m.latency.record(head.saturating_duration_since(start));
                 }
             }
-            Outcome::ConnectFailed => {
+            Outcome::ConnectFailed | Outcome::Failed | Outcome::TimedOut => {
                 m.failures.inc();
-                // Another server took the request over.
+                // Another server took the request over (after a failed connect, or a reset replay).
                 if i + 1 < tries {
                     m.retries.inc();
                 }
-            }
-            Outcome::Failed | Outcome::TimedOut => {
-                m.failures.inc();
             }
             Outcome::Pending | Outcome::ClientFailed => {}
         }
