@@ -287,6 +287,20 @@ fn a_stream_config_is_checked() {
     }
 }
 
+/// Waits until the probes find the stream pool's first server up and its second down.
+async fn first_up_second_down(admin: &Admin) {
+    assert!(
+        gatehouse_e2e::eventually(T, || async {
+            let s = admin.status().await;
+            let servers = &s["pools"][0]["servers"];
+            servers[0]["health_check"] == "up" && servers[1]["health_check"] == "down"
+        })
+        .await,
+        "{}",
+        admin.status().await
+    );
+}
+
 #[tokio::test]
 async fn a_tcp_health_check_finds_a_server_that_stopped_listening() {
     let a = banner_server("a").await;
@@ -300,16 +314,7 @@ async fn a_tcp_health_check_finds_a_server_that_stopped_listening() {
     );
     let _g = Gatehouse::start(&cfg);
     // No connection has been made through the stream: the probes alone find it.
-    assert!(
-        gatehouse_e2e::eventually(T, || async {
-            let s = admin.status().await;
-            let servers = &s["pools"][0]["servers"];
-            servers[0]["health_check"] == "up" && servers[1]["health_check"] == "down"
-        })
-        .await,
-        "{}",
-        admin.status().await
-    );
+    first_up_second_down(&admin).await;
     for _ in 0..4 {
         assert_eq!(banner_of(bind).await, "a");
     }
@@ -368,16 +373,7 @@ async fn a_tcp_check_can_expect_what_the_server_says_first() {
         &admin.server_keys(),
     );
     let _g = Gatehouse::start(&cfg);
-    assert!(
-        gatehouse_e2e::eventually(T, || async {
-            let s = admin.status().await;
-            let servers = &s["pools"][0]["servers"];
-            servers[0]["health_check"] == "up" && servers[1]["health_check"] == "down"
-        })
-        .await,
-        "{}",
-        admin.status().await
-    );
+    first_up_second_down(&admin).await;
     for _ in 0..4 {
         assert_eq!(banner_of(bind).await, "SSH-2.0-vm1");
     }
