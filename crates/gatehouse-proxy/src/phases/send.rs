@@ -66,11 +66,11 @@ pub async fn with_retries<'p>(
     loop {
         if let (Some(limit), false) = (pool.retry_timeout, tried.is_empty()) {
             if first_try.elapsed() >= limit {
-                return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone())));
+                return Err(give_up(pool, last_error));
             }
         }
         let Some(member) = pool.selector.select(key, &mut tried, now_ms()) else {
-            return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone())));
+            return Err(give_up(pool, last_error));
         };
         let up = &pool.upstreams[member.id];
         ctx.attempts.push(Attempt {
@@ -115,9 +115,7 @@ pub async fn with_retries<'p>(
                 req = back;
                 last_error = Some(err);
                 if tried.len() > pool.retries as usize {
-                    return Err(
-                        last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone()))
-                    );
+                    return Err(give_up(pool, last_error));
                 }
             }
             Try::Failed(err @ ProxyError::Upstream { .. }) if replay.is_some() => {
@@ -133,17 +131,11 @@ pub async fn with_retries<'p>(
                 tracing::warn!(pool = %pool.name, server = %up.addr, error = %err, "connection broke before the response; sending the request to another server");
                 last_error = Some(err);
                 if tried.len() > pool.retries as usize {
-                    return Err(
-                        last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone()))
-                    );
+                    return Err(give_up(pool, last_error));
                 }
                 req = match &replay {
                     Some(r) => r.request(body_timeout),
-                    None => {
-                        return Err(
-                            last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone()))
-                        )
-                    }
+                    None => return Err(give_up(pool, last_error)),
                 };
             }
             Try::Failed(err) => {
@@ -174,6 +166,11 @@ pub async fn with_retries<'p>(
             }
         }
     }
+}
+
+/// The error a request ends with when no try is left: the last try's, or "no server" when none was made.
+fn give_up(pool: &PoolRt, last_error: Option<ProxyError>) -> ProxyError {
+    last_error.unwrap_or_else(|| ProxyError::NoServer(pool.name.clone()))
 }
 
 /// The head of a request that can be sent again: idempotent method (RFC 9110 §9.2.2), no body, no upgrade.

@@ -77,36 +77,34 @@ pub async fn probe(p: &Probe) -> Result<(), String> {
 }
 
 async fn exchange(p: &Probe) -> Result<(), String> {
-    let c = &p.key.check;
     let tcp = TcpStream::connect(p.key.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let Some(path) = &c.path else {
-        // A TCP check: the connection (and the TLS handshake, over TLS) is the answer, or what the server says
-        // to the check's `send`.
-        return match &p.tls {
-            None => converse(tcp, c).await,
-            Some((config, name)) => {
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| format!("TLS: {e}"))?;
-                converse(tls, c).await
-            }
-        };
-    };
     match &p.tls {
-        None => ask(TokioIo::new(tcp), p, path).await,
+        None => check(tcp, p).await,
         Some((config, name)) => {
             let tls = tokio_rustls::TlsConnector::from(config.clone())
                 .connect(name.clone(), tcp)
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
-            ask(TokioIo::new(tls), p, path).await
+            check(tls, p).await
         }
     }
-    .map_err(|e| format!("{path} {}: {e}", p.key.host))
+}
+
+/// On a connected (and, over TLS, handshaken) socket: an HTTP check asks for its path; a TCP check (no path)
+/// passes already, or on what the server says to the check's `send`.
+async fn check<T>(io: T, p: &Probe) -> Result<(), String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match &p.key.check.path {
+        None => converse(io, &p.key.check).await,
+        Some(path) => ask(TokioIo::new(io), p, path)
+            .await
+            .map_err(|e| format!("{path} {}: {e}", p.key.host)),
+    }
 }
 
 async fn ask<T>(io: TokioIo<T>, p: &Probe, path: &str) -> Result<(), String>
