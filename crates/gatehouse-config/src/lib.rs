@@ -19,6 +19,7 @@
 pub mod diagnostic;
 pub mod diff;
 pub mod model;
+pub mod policy;
 pub mod raw;
 pub mod units;
 pub mod validate;
@@ -26,6 +27,9 @@ pub mod validate;
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use diff::{diff, Change};
 pub use model::*;
+pub use policy::{
+    BasicAuth, Codec, Compress, CompressLevel, HeaderRules, Policy, RateLimit, RateScope, Rewrite,
+};
 
 use std::path::Path;
 

@@ -36,6 +36,8 @@ pub struct Stream {
     pub accept_proxy_protocol: bool,
     /// Connections open at once; 0 = no limit of its own.
     pub max_connections: usize,
+    /// Connections one client address may hold open at once; 0 = no limit.
+    pub max_conns_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +186,8 @@ pub struct Listener {
     pub max_connections: usize,
     /// Expect a PROXY protocol (v1 or v2) header first; believed only from `trusted_proxies`.
     pub proxy_protocol: bool,
+    /// Connections one client address may hold open at once (refused before any TLS work); 0 = no limit.
+    pub max_conns_per_ip: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -246,6 +250,8 @@ pub struct Route {
     pub upgrades: Vec<String>,
     /// An upgraded connection with no bytes either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// Rate limit, header rules, rewrite, basic auth, compression (the site's, or the route's own).
+    pub policy: crate::Policy,
 }
 
 /// allow/deny CIDR lists. Deny wins; an empty allow list allows everyone.

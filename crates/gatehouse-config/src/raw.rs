@@ -59,6 +59,7 @@ pub struct RawListener {
     pub tls_min_version: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
     pub proxy_protocol: Option<Spanned<bool>>,
+    pub max_conns_per_ip: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +95,15 @@ pub struct RawSite {
     pub tunnel_idle_timeout: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
     pub access_log_skip: Option<Vec<Spanned<String>>>,
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+    pub request_headers: Option<Spanned<RawHeaderRules>>,
+    pub response_headers: Option<Spanned<RawHeaderRules>>,
+    pub basic_auth: Option<Spanned<RawBasicAuth>>,
+    pub compress: Option<Spanned<Vec<Spanned<String>>>>,
+    pub compress_level: Option<Spanned<RawLevel>>,
+    pub compress_min_size: Option<Spanned<RawSize>>,
+    /// X-Content-Type-Options, X-Frame-Options and Referrer-Policy on every answer.
+    pub security_headers: Option<bool>,
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
 }
@@ -115,6 +125,63 @@ pub struct RawRoute {
     pub max_body: Option<Spanned<RawSize>>,
     pub upgrades: Option<Spanned<Vec<Spanned<String>>>>,
     pub tunnel_idle_timeout: Option<Spanned<String>>,
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+    pub request_headers: Option<Spanned<RawHeaderRules>>,
+    pub response_headers: Option<Spanned<RawHeaderRules>>,
+    pub basic_auth: Option<Spanned<RawBasicAuth>>,
+    pub compress: Option<Spanned<Vec<Spanned<String>>>>,
+    pub compress_level: Option<Spanned<RawLevel>>,
+    pub compress_min_size: Option<Spanned<RawSize>>,
+    /// X-Content-Type-Options, X-Frame-Options and Referrer-Policy on every answer.
+    pub security_headers: Option<bool>,
+    pub rewrite: Option<Spanned<RawRewrite>>,
+}
+
+/// `rate_limit = { rate = "10r/s", burst = 20, nodelay = true, ipv6_prefix = 64, max_clients = 65536 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub rate: Spanned<String>,
+    pub burst: Option<Spanned<i64>>,
+    pub nodelay: Option<bool>,
+    pub ipv6_prefix: Option<Spanned<i64>>,
+    pub max_clients: Option<Spanned<i64>>,
+}
+
+/// `request_headers = { set = { … }, add = { … }, remove = [ … ] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderRules {
+    #[serde(default)]
+    pub set: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub add: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub remove: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub realm: Option<Spanned<String>>,
+    pub users: Spanned<BTreeMap<String, Spanned<String>>>,
+    #[serde(default)]
+    pub forward: bool,
+}
+
+/// `compress_level = "fastest" | "default" | "best" | 6`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawLevel {
+    Number(i64),
+    Name(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +261,7 @@ pub struct RawStream {
     pub proxy_protocol: Option<Spanned<String>>,
     pub accept_proxy_protocol: Option<Spanned<bool>>,
     pub max_connections: Option<Spanned<i64>>,
+    pub max_conns_per_ip: Option<Spanned<i64>>,
 }
 
 /// A size written as a number of bytes or as a string with a unit.

@@ -54,6 +54,11 @@ pub(super) fn check(
             &format!("{key}.max_connections"),
             "no limit",
         );
+        let max_conns_per_ip = c.connection_cap(
+            l.max_conns_per_ip.as_ref(),
+            &format!("{key}.max_conns_per_ip"),
+            "no limit",
+        );
         let proxy_protocol = l.proxy_protocol.as_ref().is_some_and(|v| *v.get_ref());
         if proxy_protocol && !have_trusted_proxies {
             if let Some(v) = &l.proxy_protocol {
@@ -79,6 +84,7 @@ pub(super) fn check(
                     tls: is_tls.then_some(min),
                     max_connections,
                     proxy_protocol,
+                    max_conns_per_ip,
                 });
             }
             Err(_) => c.err(

@@ -13,6 +13,7 @@
 mod acme;
 mod coherence;
 mod listeners;
+mod policy;
 mod pools;
 mod server;
 mod sites;
@@ -27,6 +28,8 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Duration;
 use toml::Spanned;
+
+pub use policy::{check_template, parse_rate};
 
 /// Validates `raw`, parsed from `source` (the text, for line numbers) that came from `origin`.
 pub fn validate(raw: RawConfig, source: &str, origin: &str) -> Result<Config, Vec<Diagnostic>> {

@@ -1,6 +1,6 @@
 //! `[[site]]` and `[[site.route]]`: which hosts a site answers, and what each path prefix does.
 
-use super::{http_header_unsafe, Checker};
+use super::{http_header_unsafe, policy, Checker};
 use crate::model::*;
 use crate::raw::{RawPool, RawRoute, RawSite};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -75,6 +75,23 @@ pub(super) fn check(
                 &format!("{key}.tunnel_idle_timeout"),
                 defaults::TUNNEL_IDLE_TIMEOUT,
             ),
+            policy: policy::check(
+                c,
+                &policy::Fields {
+                    rate_limit: &s.rate_limit,
+                    request_headers: &s.request_headers,
+                    response_headers: &s.response_headers,
+                    basic_auth: &s.basic_auth,
+                    compress: &s.compress,
+                    compress_level: &s.compress_level,
+                    compress_min_size: &s.compress_min_size,
+                    security_headers: s.security_headers,
+                },
+                &key,
+                crate::RateScope::Site,
+                &crate::Policy::default(),
+                None,
+            ),
         };
         if s.routes.is_empty() {
             c.err(
@@ -143,6 +160,7 @@ struct SiteRules {
     max_body: Option<u64>,
     upgrades: Vec<String>,
     tunnel_idle_timeout: std::time::Duration,
+    policy: crate::Policy,
 }
 
 /// Upgrade protocol tokens (RFC 9110 §7.8), lower-cased. `h2c` is never allowed: Gatehouse speaks h2c itself,
@@ -266,7 +284,7 @@ fn check_route(
     };
     if r.strip_prefix && !matches!(action, RouteAction::Pool { .. }) {
         c.err(
-            rspan,
+            rspan.clone(),
             format!("{rkey}.strip_prefix"),
             "strip_prefix applies only to pool routes",
         );
@@ -285,7 +303,32 @@ fn check_route(
             site.tunnel_idle_timeout,
         ),
     };
+    let policy = policy::check(
+        c,
+        &policy::Fields {
+            rate_limit: &r.rate_limit,
+            request_headers: &r.request_headers,
+            response_headers: &r.response_headers,
+            basic_auth: &r.basic_auth,
+            compress: &r.compress,
+            compress_level: &r.compress_level,
+            compress_min_size: &r.compress_min_size,
+            security_headers: r.security_headers,
+        },
+        rkey,
+        crate::RateScope::Route,
+        &site.policy,
+        r.rewrite.as_ref(),
+    );
+    if policy.rewrite.is_some() && !matches!(action, RouteAction::Pool { .. }) {
+        c.err(
+            rspan.clone(),
+            format!("{rkey}.rewrite"),
+            "rewrite applies only to pool routes",
+        );
+    }
     Some(Route {
+        policy,
         path: r.path.get_ref().clone(),
         action,
         access: AccessRules {

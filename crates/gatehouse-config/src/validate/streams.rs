@@ -110,6 +110,11 @@ pub(super) fn check(
             &format!("{key}.max_connections"),
             "no limit of its own",
         );
+        let max_conns_per_ip = c.connection_cap(
+            s.max_conns_per_ip.as_ref(),
+            &format!("{key}.max_conns_per_ip"),
+            "no limit",
+        );
         if let Some(bind) = bind {
             out.push(Stream {
                 name: name.to_string(),
@@ -123,6 +128,7 @@ pub(super) fn check(
                     .as_ref()
                     .is_some_and(|v| *v.get_ref()),
                 max_connections,
+                max_conns_per_ip,
             });
         }
     }
