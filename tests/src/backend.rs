@@ -3,7 +3,10 @@
 //! Paths: `/slow/MS` answers after MS milliseconds; `/bytes/N` streams N bytes; `/count` reads the request body
 //! and answers its length; `/ws` is a WebSocket echo; `/status/CODE` answers CODE; `/healthz` answers what
 //! [`Backend::set_health`] set (200 by default); `/hop` answers with
-//! hop-by-hop headers of its own; anything else answers the backend's name. Every answer carries
+//! hop-by-hop headers of its own; `/text/N?header=value&…` answers N bytes of text ([`text_body`]) with
+//! `content-type: text/plain` and the query's pairs as headers (percent-decoded; `status=CODE` sets the
+//! status); `/sse/N` is a server-sent event stream of N events (`data: event I`), one every 1.5 s;
+//! anything else answers the backend's name. Every answer carries
 //! `x-backend: NAME`, and every request is recorded in [`Backend::seen`].
 
 use bytes::Bytes;
@@ -240,6 +243,45 @@ async fn handle(
             r
         }
         "ws" => return Ok(websocket_echo(&mut req)),
+        "text" => {
+            let mut r = Response::new(full(text_body(arg.parse().unwrap_or(0))));
+            r.headers_mut().insert(
+                "content-type",
+                "text/plain; charset=utf-8".parse().expect("hv"),
+            );
+            for pair in req.uri().query().unwrap_or("").split('&') {
+                let Some((k, v)) = pair.split_once('=') else {
+                    continue;
+                };
+                let v = percent_decode(v);
+                if k == "status" {
+                    *r.status_mut() = v.parse().unwrap_or(StatusCode::OK);
+                } else if let (Ok(k), Ok(v)) = (
+                    http::HeaderName::from_bytes(k.as_bytes()),
+                    http::HeaderValue::from_str(&v),
+                ) {
+                    r.headers_mut().insert(k, v);
+                }
+            }
+            r
+        }
+        "sse" => {
+            let n: usize = arg.parse().unwrap_or(1);
+            let events = futures_util::stream::unfold(0usize, move |i| async move {
+                if i >= n {
+                    return None;
+                }
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                }
+                let frame = Frame::data(Bytes::from(format!("data: event {i}\n\n")));
+                Some((Ok::<_, Infallible>(frame), i + 1))
+            });
+            let mut r = Response::new(BodyExt::boxed(http_body_util::StreamBody::new(events)));
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().expect("hv"));
+            r
+        }
         _ => Response::new(full(name.to_string())),
     };
     resp.headers_mut()
@@ -284,6 +326,51 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<BoxBody> {
         derive_accept_key(key.as_bytes()).parse().expect("hv"),
     );
     r
+}
+
+/// N bytes of compressible text: numbered lines, so a decoding error shows where it went wrong.
+pub fn text_body(n: usize) -> String {
+    let mut s = String::with_capacity(n + 64);
+    let mut i = 0;
+    while s.len() < n {
+        s.push_str(&format!(
+            "line {i}: the quick brown fox jumps over the lazy dog\n"
+        ));
+        i += 1;
+    }
+    s.truncate(n);
+    s
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) => {
+                match u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A body of N bytes produced 64 KiB at a time, never held whole.

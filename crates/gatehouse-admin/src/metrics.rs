@@ -46,6 +46,10 @@ pub fn metrics(admin: &Admin) -> Response<Body> {
             let labels = ListenerLabels { listener: l.name };
             set_gauge(&g.connections_open.get_or_create(&labels), l.open);
             set_counter(&g.connections_accepted.get_or_create(&labels), l.accepted);
+            set_counter(
+                &g.connections_refused.get_or_create(&labels),
+                l.refused_per_ip,
+            );
         }
         let now = SystemTime::now();
         for c in proxy.certificates().list() {

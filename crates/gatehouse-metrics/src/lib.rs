@@ -35,6 +35,17 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub site: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodecLabels {
+    pub codec: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SiteLabels {
     pub site: String,
 }
@@ -101,6 +112,8 @@ pub struct Metrics {
     server_ejections: Family<ServerLabels, Counter>,
     in_flight: Gauge,
     stream_bytes: Family<StreamLabels, Counter>,
+    rate_limited: Family<RouteLabels, Counter>,
+    compressed: Family<CodecLabels, Counter>,
     /// Filled at scrape time.
     pub gauges: StateGauges,
     /// Counted by whoever does the work (reloads, ACME, the access log).
@@ -112,6 +125,8 @@ pub struct Metrics {
 pub struct StateGauges {
     pub connections_open: Family<ListenerLabels, Gauge>,
     pub connections_accepted: Family<ListenerLabels, Counter>,
+    /// Refused by `max_conns_per_ip`.
+    pub connections_refused: Family<ListenerLabels, Counter>,
     pub server_up: Family<ServerLabels, Gauge>,
     pub server_in_flight: Family<ServerLabels, Gauge>,
     /// 0 active, 1 drain, 2 disabled.
@@ -157,6 +172,8 @@ impl Metrics {
             server_ejections: Family::default(),
             in_flight: Gauge::default(),
             stream_bytes: Family::default(),
+            rate_limited: Family::default(),
+            compressed: Family::default(),
             gauges: StateGauges::default(),
             events: Events::default(),
         };
@@ -227,7 +244,22 @@ impl Metrics {
             Unit::Bytes,
             m.stream_bytes.clone(),
         );
+        r.register(
+            "gatehouse_rate_limited",
+            "Requests refused with 429 by a rate_limit, by site and route",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "gatehouse_compressed_responses",
+            "Responses compressed on the way to the client, by codec",
+            m.compressed.clone(),
+        );
         let g = &m.gauges;
+        r.register(
+            "gatehouse_client_connections_refused",
+            "Client connections refused by max_conns_per_ip, by listener or stream",
+            g.connections_refused.clone(),
+        );
         r.register(
             "gatehouse_client_connections_open",
             "Client connections open, by listener",
@@ -322,6 +354,23 @@ impl Metrics {
             requests: CLASSES.map(|c| PROTOCOLS.map(|p| counter(c, p))),
             in_flight: self.in_flight.clone(),
         }
+    }
+
+    /// The 429s of one route's rate limit.
+    pub fn rate_limited(&self, site: &str, route: &str) -> Counter {
+        self.rate_limited
+            .get_or_create(&RouteLabels {
+                site: site.to_string(),
+                route: route.to_string(),
+            })
+            .clone()
+    }
+
+    /// Responses compressed with `codec` ("zstd", "br", "gzip").
+    pub fn compressed(&self, codec: &'static str) -> Counter {
+        self.compressed
+            .get_or_create(&CodecLabels { codec })
+            .clone()
     }
 
     pub fn site(&self, site: &str) -> SiteMetrics {

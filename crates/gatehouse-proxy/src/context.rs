@@ -298,6 +298,10 @@ pub enum ErrorKind {
     NoRoute,
     Misdirected,
     Forbidden,
+    /// A rate_limit refused the request (429).
+    RateLimited,
+    /// basic_auth: no credentials, or wrong ones (401).
+    Unauthorized,
     BodyTooLarge,
     BadRequest,
     /// The client's request body was malformed.

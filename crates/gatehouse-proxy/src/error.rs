@@ -16,6 +16,12 @@ pub enum ProxyError {
     /// An allow/deny rule refused the client.
     #[error("refused by access rules")]
     Forbidden,
+    /// The client is beyond its rate_limit; a token is back after this long.
+    #[error("rate limited")]
+    RateLimited { retry_after: std::time::Duration },
+    /// basic_auth wants (other) credentials; the value is the `WWW-Authenticate` challenge.
+    #[error("no valid credentials for basic_auth")]
+    Unauthorized(HeaderValue),
     /// The request body is larger than the route's max_body.
     #[error("request body larger than max_body")]
     BodyTooLarge,
@@ -68,6 +74,8 @@ impl ProxyError {
             ProxyError::NoRoute => ErrorKind::NoRoute,
             ProxyError::Misdirected => ErrorKind::Misdirected,
             ProxyError::Forbidden => ErrorKind::Forbidden,
+            ProxyError::RateLimited { .. } => ErrorKind::RateLimited,
+            ProxyError::Unauthorized(_) => ErrorKind::Unauthorized,
             ProxyError::BodyTooLarge => ErrorKind::BodyTooLarge,
             ProxyError::BadRequest(_) => ErrorKind::BadRequest,
             ProxyError::ClientBody(_) => ErrorKind::ClientBody,
@@ -88,6 +96,8 @@ impl ProxyError {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
             ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::BadRequest | ErrorKind::ClientBody | ErrorKind::ClientGone => {
                 StatusCode::BAD_REQUEST
@@ -119,6 +129,18 @@ impl ProxyError {
             // After a malformed or ambiguous request the byte stream cannot be trusted: close it.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        match &self {
+            ProxyError::RateLimited { retry_after } => {
+                let secs = gatehouse_policy::rate_limit::retry_after_secs(*retry_after);
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ProxyError::Unauthorized(challenge) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            _ => {}
         }
         if kind == ErrorKind::NoServer {
             // Every server is out (health, drained, or all tried): a client or a CDN may come back shortly, as

@@ -339,7 +339,9 @@ impl Proxy {
         let mut out = Vec::new();
         for (w, socket) in sockets {
             let local = socket.local_addr()?;
-            let limit = Arc::new(Limit::new("max_connections", w.max_connections));
+            let limit = Arc::new(
+                Limit::new("max_connections", w.max_connections).with_per_ip(w.max_conns_per_ip),
+            );
             let stop = self.spawn_loops(w, &socket, limit.clone())?;
             out.push(Bound {
                 wanted: w.clone(),

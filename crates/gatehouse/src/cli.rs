@@ -29,6 +29,22 @@ pub enum Command {
     /// Talk to a running Gatehouse's admin listener: show status, drain, disable or enable a server, set a
     /// weight. The address and token come from the config file's [server] admin / admin_token unless given.
     Ctl(CtlArgs),
+    /// Hash a password for a basic_auth user: asked twice on a terminal (not echoed), or read from stdin
+    /// (one trailing newline removed); the hash is printed, ready for `users = { name = "<hash>" }`.
+    HashPassword {
+        /// bcrypt (the default, as Caddy's) or argon2id.
+        #[arg(long, value_enum, default_value = "bcrypt")]
+        algorithm: HashAlgorithm,
+        /// bcrypt's cost (4-31): each step doubles the work of every check that misses the cache.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum HashAlgorithm {
+    Bcrypt,
+    Argon2id,
 }
 
 #[derive(Debug, Args)]

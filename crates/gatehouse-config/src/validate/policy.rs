@@ -223,17 +223,16 @@ pub fn check_template(v: &str) -> Result<(), String> {
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else { break };
         let name = &after[..close];
-        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-            if !HEADER_VARIABLES.contains(&name) {
-                return Err(format!(
-                    "{{{name}}} is not a variable (known: {})",
-                    HEADER_VARIABLES
-                        .iter()
-                        .map(|v| format!("{{{v}}}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
+        let is_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        if is_name && !HEADER_VARIABLES.contains(&name) {
+            return Err(format!(
+                "{{{name}}} is not a variable (known: {})",
+                HEADER_VARIABLES
+                    .iter()
+                    .map(|v| format!("{{{v}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         rest = &after[close + 1..];
     }

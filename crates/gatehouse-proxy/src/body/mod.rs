@@ -7,8 +7,10 @@
 //!   the request's [`Exchange`](crate::exchange::Exchange) until the last byte is out or the client goes away,
 //!   then reports the request's end. Layers that transform a body (compression) wrap `ResponseBody` inside it,
 //!   so what it counts is what the client received.
+//! * [`compress`]: a `ResponseBody` compressed on the way (`compress` on a route).
 
 mod client;
+pub mod compress;
 mod response;
 
 pub use client::ClientBody;

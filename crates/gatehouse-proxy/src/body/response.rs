@@ -18,11 +18,25 @@ pub struct ResponseBody {
     error: Option<ErrorKind>,
 }
 
-#[derive(Debug)]
 enum Kind {
     Full(Option<Bytes>),
     Upstream(Incoming),
+    /// Compressed on the way ([`super::compress`]); the upstream body (and what it holds) is inside.
+    Encoded(Box<super::compress::Encoded>),
 }
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::Full(b) => f.debug_tuple("Full").field(b).finish(),
+            Kind::Upstream(b) => f.debug_tuple("Upstream").field(b).finish(),
+            Kind::Encoded(_) => f.write_str("Encoded"),
+        }
+    }
+}
+
+/// What a body fails with: the upstream's error, or the encoder's.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a proxied response holds on the upstream side.
 #[derive(Debug)]
@@ -60,6 +74,20 @@ impl ResponseBody {
         }
     }
 
+    /// This body, compressed with `codec` on the way.
+    pub fn encoded(
+        self,
+        codec: gatehouse_config::Codec,
+        level: gatehouse_config::CompressLevel,
+    ) -> Self {
+        let error = self.error;
+        ResponseBody {
+            kind: Kind::Encoded(Box::new(super::compress::encode(self, codec, level))),
+            upstream: None,
+            error,
+        }
+    }
+
     /// Why Gatehouse gave this answer itself, if it did.
     pub fn error_kind(&self) -> Option<ErrorKind> {
         self.error
@@ -77,12 +105,12 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         match &mut this.kind {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
@@ -93,7 +121,15 @@ impl Body for ResponseBody {
                     Some(Err(_)) => this.upstream = None,
                     Some(Ok(_)) => {}
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
+            }
+            Kind::Encoded(enc) => {
+                use futures_util::Stream;
+                match ready!(Pin::new(&mut **enc).poll_next(cx)) {
+                    None => Poll::Ready(None),
+                    Some(Ok(b)) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                    Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+                }
             }
         }
     }
@@ -102,6 +138,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
             Kind::Upstream(inner) => inner.is_end_stream(),
+            Kind::Encoded(_) => false,
         }
     }
 
@@ -109,6 +146,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Upstream(inner) => inner.size_hint(),
+            Kind::Encoded(_) => SizeHint::default(),
         }
     }
 }

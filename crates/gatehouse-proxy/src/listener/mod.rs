@@ -81,6 +81,8 @@ pub struct Limit {
     pub accepted: AtomicU64,
     /// Connections open now.
     pub open: AtomicUsize,
+    /// `max_conns_per_ip`, counted after the PROXY header (the real client) and before TLS.
+    pub per_ip: Arc<gatehouse_policy::conn_limit::PerIpLimit>,
 }
 
 /// What "no limit" counts as: more connections than any machine holds, and a size a resize can still add
@@ -98,6 +100,28 @@ impl Limit {
             logged_ms: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             open: AtomicUsize::new(0),
+            per_ip: Arc::new(gatehouse_policy::conn_limit::PerIpLimit::new(0)),
+        }
+    }
+
+    /// With `max_conns_per_ip` (0 = none).
+    pub fn with_per_ip(self, max: usize) -> Self {
+        self.per_ip.set_max(max);
+        self
+    }
+
+    /// Takes a place for a connection from `ip` under `max_conns_per_ip` into `permits`; false (logged at
+    /// debug) when `ip` holds all it may: the connection is to be closed before any other work.
+    pub fn admit(&self, ip: std::net::IpAddr, permits: &mut Permits, listener: &str) -> bool {
+        match self.per_ip.try_open(ip) {
+            Ok(guard) => {
+                permits.2 = guard;
+                true
+            }
+            Err(()) => {
+                tracing::debug!(listener, client = %ip, "closing: max_conns_per_ip reached");
+                false
+            }
         }
     }
 
@@ -156,7 +180,11 @@ impl Limit {
 /// The units of every limit a connection counts against, released when its last holder lets it go; the
 /// listener's open count falls with them.
 #[derive(Debug, Default)]
-pub struct Permits(Vec<OwnedSemaphorePermit>, Option<Arc<Limit>>);
+pub struct Permits(
+    Vec<OwnedSemaphorePermit>,
+    Option<Arc<Limit>>,
+    Option<gatehouse_policy::conn_limit::PerIpGuard>,
+);
 
 impl Drop for Permits {
     fn drop(&mut self) {

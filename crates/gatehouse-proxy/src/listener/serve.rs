@@ -63,6 +63,11 @@ pub async fn serve_connection(
             }
         }
     }
+    // One client's share of the listener, before any TLS work.
+    let mut permits = permits;
+    if !ctx.limit.admit(addr.ip(), &mut permits, &ctx.settings.name) {
+        return;
+    }
     // The listener's own settings, fixed when its accept loops started: never another kind's.
     let name = ctx.settings.name.clone();
     let timeouts = protocols.timeouts;

@@ -37,6 +37,8 @@ pub struct Wanted {
     pub max_connections: usize,
     /// A PROXY protocol header comes first.
     pub proxy_protocol: bool,
+    /// Connections one client address may hold open; 0 = no limit.
+    pub max_conns_per_ip: usize,
 }
 
 impl Wanted {
@@ -48,6 +50,7 @@ impl Wanted {
             kind: l.tls.map_or(Kind::Http, Kind::Tls),
             max_connections: l.max_connections,
             proxy_protocol: l.proxy_protocol,
+            max_conns_per_ip: l.max_conns_per_ip,
         });
         let streams = config.streams.iter().map(|s| Wanted {
             bind: s.bind,
@@ -55,6 +58,7 @@ impl Wanted {
             kind: Kind::Stream,
             max_connections: s.max_connections,
             proxy_protocol: s.accept_proxy_protocol,
+            max_conns_per_ip: s.max_conns_per_ip,
         });
         http.chain(streams).collect()
     }
@@ -105,6 +109,8 @@ pub struct ListenerStatus {
     pub stream: bool,
     pub accepted: u64,
     pub open: usize,
+    /// Connections refused by `max_conns_per_ip`, ever.
+    pub refused_per_ip: u64,
 }
 
 #[derive(Debug, Default)]
@@ -150,8 +156,10 @@ impl ListenerSet {
             if b.wanted.max_connections != wanted.max_connections {
                 b.limit.resize(wanted.max_connections);
             }
+            b.limit.per_ip.set_max(wanted.max_conns_per_ip);
             b.wanted.name.clone_from(&wanted.name);
             b.wanted.max_connections = wanted.max_connections;
+            b.wanted.max_conns_per_ip = wanted.max_conns_per_ip;
         }
     }
 
@@ -196,6 +204,7 @@ impl ListenerSet {
                 stream: b.wanted.kind == Kind::Stream,
                 accepted: b.limit.accepted.load(Relaxed),
                 open: b.limit.open.load(Relaxed),
+                refused_per_ip: b.limit.per_ip.refused(),
             })
             .collect()
     }
@@ -217,6 +226,7 @@ mod tests {
             name: name.into(),
             kind,
             max_connections: 0,
+            max_conns_per_ip: 0,
             proxy_protocol: false,
         }
     }

@@ -28,7 +28,7 @@ pub async fn serve(
     ctx: Arc<ListenerContext>,
     permits: Permits,
 ) {
-    let _permits = permits;
+    let mut permits = permits;
     let _open = ctx.tracker.open();
     let snap = ctx.snapshot.load_full();
     let Some(st) = snap.stream(ctx.settings.bind) else {
@@ -51,6 +51,9 @@ pub async fn serve(
         }
     }
     let ip = gatehouse_config::canonical(peer.ip());
+    if !ctx.limit.admit(ip, &mut permits, &ctx.settings.name) {
+        return;
+    }
     if st.access.as_ref().is_some_and(|a| !a.permits(ip)) {
         tracing::debug!(stream = %st.name, client = %ip, "refused by the stream's allow/deny");
         return;

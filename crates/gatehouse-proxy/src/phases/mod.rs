@@ -81,10 +81,21 @@ async fn serve(x: &mut Exchange, req: Request<Incoming>) -> Response<ResponseBod
     };
     // 2. The layers, around 3. the action. The action takes the context from its slot when it runs (a layer
     //    may answer first, e.g. 403, and then it never does).
+    let policy = routed.found.as_ref().map(|m| &m.route.policy);
     let settings = layers::Settings {
         hsts: routed.hsts,
         access: routed.found.as_ref().and_then(|m| m.route.access.as_ref()),
         client_ip: ctx.client_ip,
+        policy,
+        response_headers: policy
+            .and_then(|p| p.response_headers.as_ref())
+            .map(|rules| layers::headers::ResponseRules {
+                rules,
+                client_ip: ctx.client_ip,
+                host: routed.authority.clone(),
+                request_id: ctx.request_id.clone(),
+                scheme: ctx.conn().peer.scheme.as_str(),
+            }),
     };
     let mut slot = Some(ctx);
     let action = tower::service_fn(|req: Request<Incoming>| {
@@ -147,6 +158,13 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     ctx.pool = Some(pool.id);
+    // The codec the client takes, among the route's (read before the request goes upstream).
+    let compress = found.route.policy.compress.as_ref().map(|c| {
+        let codec = (ctx.method != Method::HEAD)
+            .then(|| gatehouse_policy::encoding::choose(req.headers(), &c.rule.codecs))
+            .flatten();
+        (c, codec)
+    });
     // 3a. Rewrite the request for the upstream.
     let input = rewrite::Input {
         path: found.path.as_deref(),
@@ -158,6 +176,8 @@ async fn forward(
         authority: routed.authority.as_ref(),
         upgrades: &found.route.upgrades,
         body_timeout: routed.body_timeout,
+        rewrite: found.route.policy.rewrite.as_ref(),
+        request_headers: found.route.policy.request_headers.as_ref(),
     };
     let out = rewrite::request(req, &input, ctx)?;
     // 3b. Choose a server and send, with retries.
@@ -175,6 +195,7 @@ async fn forward(
         sent,
         out.client_upgrade,
         found.route.tunnel_idle_timeout,
+        compress,
         ctx,
     )
 }

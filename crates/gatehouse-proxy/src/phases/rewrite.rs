@@ -9,6 +9,8 @@ use crate::headers::forwarded::{set_forwarded_headers, Forwarded};
 use crate::headers::hop::{allow_upgrade, is_upgrade_request, remove_hop_by_hop};
 use crate::snapshot::PoolRt;
 use crate::upstream::body::RequestBody;
+use gatehouse_policy::header_rules::{HeaderRuleSet, Vars};
+use gatehouse_policy::rewrite::PathRewrite;
 use gatehouse_route::strip_matched_prefix;
 use http::{header, HeaderValue, Request, Uri, Version};
 use http_body::Body;
@@ -33,6 +35,10 @@ pub struct Input<'a> {
     pub upgrades: &'a [Box<str>],
     /// How long the client may send nothing of its body.
     pub body_timeout: std::time::Duration,
+    /// The route's `rewrite` of the path (after the prefix is stripped).
+    pub rewrite: Option<&'a PathRewrite>,
+    /// The route's `request_headers`, applied last (a `set` wins over the forwarded headers).
+    pub request_headers: Option<&'a HeaderRuleSet>,
 }
 
 /// The request as it goes upstream.
@@ -70,7 +76,13 @@ pub fn request(
             parts.headers.remove(header::HOST);
         }
     }
-    parts.uri = upstream_target(&parts.uri, input.path, input.strip, input.encoded_slashes)?;
+    parts.uri = upstream_target(
+        &parts.uri,
+        input.path,
+        input.strip,
+        input.encoded_slashes,
+        input.rewrite,
+    )?;
     remove_hop_by_hop(&mut parts.headers, upgrade);
     let peer = &ctx.conn().peer;
     let fwd = Forwarded {
@@ -116,6 +128,15 @@ pub fn request(
     parts
         .headers
         .insert(crate::headers::X_REQUEST_ID, ctx.request_id.clone());
+    if let Some(rules) = input.request_headers {
+        let vars = Vars {
+            client_ip: ctx.client_ip,
+            host: input.authority.map(HeaderValue::as_bytes),
+            request_id: &ctx.request_id,
+            scheme: ctx.conn().peer.scheme.as_str(),
+        };
+        rules.apply(&mut parts.headers, &vars);
+    }
     // Count the body only when there is one: a plain GET allocates no counter.
     let counted = (!body.is_end_stream()).then(|| ctx.bytes_in.progress());
     // What was offered, to check the 101 against (rare: only upgrade requests copy it).
@@ -137,15 +158,16 @@ pub fn request(
 }
 
 /// The origin-form target for the upstream: the (normalized) path, minus the route prefix when asked (taken off
-/// as it matched: across `;parameters` and, when the site allows them, encoded slashes), and the query
-/// unchanged.
+/// as it matched: across `;parameters` and, when the site allows them, encoded slashes), rewritten when the
+/// route says so, and the query unchanged (after the rewrite's own, when it wrote one).
 fn upstream_target(
     uri: &Uri,
     normalized: Option<&str>,
     strip: Option<&str>,
     encoded_slashes: bool,
+    rewrite: Option<&PathRewrite>,
 ) -> Result<Uri, ProxyError> {
-    if normalized.is_none() && strip.is_none() {
+    if normalized.is_none() && strip.is_none() && rewrite.is_none() {
         if uri.scheme().is_none() && uri.authority().is_none() {
             return Ok(uri.clone());
         }
@@ -161,14 +183,30 @@ fn upstream_target(
             ProxyError::BadRequest("path does not map onto the route prefix"),
         )?,
     };
-    let mut target = String::with_capacity(rest.len() + 1 + uri.query().map_or(0, |q| q.len() + 1));
+    // The rewrite sees the path as the server would: with its leading slash.
+    let slashed;
+    let rest = if rest.starts_with('/') || rewrite.is_none() {
+        rest
+    } else {
+        slashed = format!("/{rest}");
+        &slashed
+    };
+    let rewritten = rewrite.and_then(|r| r.apply(rest));
+    let (rest, own_query) = match &rewritten {
+        Some(r) => (r.path.as_ref(), r.query.as_deref()),
+        None => (rest, None),
+    };
+    let mut target = String::with_capacity(rest.len() + 2 + uri.query().map_or(0, |q| q.len() + 1));
     if !rest.starts_with('/') {
         target.push('/');
     }
     target.push_str(rest);
-    if let Some(q) = uri.query() {
-        target.push('?');
+    let queries = [own_query, uri.query()];
+    let mut sep = '?';
+    for q in queries.into_iter().flatten().filter(|q| !q.is_empty()) {
+        target.push(sep);
         target.push_str(q);
+        sep = '&';
     }
     target
         .parse()
@@ -235,10 +273,36 @@ mod tests {
         ];
         for (input, normalized, strip, want) in cases {
             let uri: Uri = input.parse().unwrap();
-            let got = upstream_target(&uri, normalized, strip, false)
+            let got = upstream_target(&uri, normalized, strip, false, None)
                 .unwrap()
                 .to_string();
             assert_eq!(got, want, "{input}");
+        }
+    }
+
+    #[test]
+    fn rewrites_apply_after_the_strip_and_merge_queries() {
+        let rw = |from: &str, to: &str| {
+            PathRewrite::compile(&gatehouse_config::Rewrite {
+                from: from.into(),
+                to: to.into(),
+            })
+            .unwrap()
+        };
+        let old = rw("^/old/(.*)$", "/new/$1");
+        let q = rw("^/u/([0-9]+)$", "/user?id=$1");
+        let cases: [(&str, Option<&str>, &PathRewrite, &str); 6] = [
+            ("/old/a?x=1", None, &old, "/new/a?x=1"),
+            ("/other?x=1", None, &old, "/other?x=1"),
+            ("/api/old/b", Some("/api/"), &old, "/new/b"),
+            ("/api/u/7", Some("/api/"), &q, "/user?id=7"),
+            ("/u/42", None, &q, "/user?id=42"),
+            ("/u/42?x=1", None, &q, "/user?id=42&x=1"),
+        ];
+        for (input, strip, r, want) in cases {
+            let uri: Uri = input.parse().unwrap();
+            let got = upstream_target(&uri, None, strip, false, Some(r)).unwrap();
+            assert_eq!(got.to_string(), want, "{input}");
         }
     }
 }

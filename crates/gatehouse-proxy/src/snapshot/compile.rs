@@ -90,7 +90,15 @@ pub fn compile(config: Arc<Config>, reg: &Registries) -> Result<Snapshot, Vec<Di
                     }
                 },
             };
+            let policy = match super::policy::compile(&r.policy, &name, &r.path, reg) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(Diagnostic::new(None, format!("site[{i}].route[{j}]"), e));
+                    continue;
+                }
+            };
             let rt = RouteRt {
+                policy,
                 metrics: reg.metrics.route(&name, &r.path),
                 action,
                 access: (!r.access.is_empty()).then(|| r.access.clone()),

@@ -9,6 +9,7 @@
 //! * [`compile`] builds a snapshot from a validated config (resolving server names, reading CA files);
 //! * [`registries`] holds the long-lived state a compile reads and shares;
 //! * [`observer`] is the end-of-request hook each snapshot carries;
+//! * [`policy`] compiles a route's traffic policy;
 //! * [`record`] counts a finished request into the metric handles the snapshot holds.
 //!
 //! These files and this one name each other's types (a snapshot holds its observer, the observer is told
@@ -16,6 +17,7 @@
 
 pub mod compile;
 pub mod observer;
+pub mod policy;
 pub mod record;
 pub mod registries;
 
@@ -152,6 +154,8 @@ pub struct RouteRt {
     pub upgrades: Box<[Box<str>]>,
     /// An upgraded connection with no bytes either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// Rate limit, header rules, rewrite, basic auth, compression.
+    pub policy: policy::RoutePolicy,
 }
 
 #[derive(Debug)]

@@ -33,6 +33,8 @@ pub struct Registries {
     pub health: Registry<ActiveHealth, HealthKey>,
     /// The addresses of servers written as names (last good answers).
     pub dns: crate::upstream::dns::Dns,
+    /// Rate limiters, by where their rule is written and the rule ([`super::policy::LimiterKey`]).
+    pub limiters: Registry<gatehouse_policy::rate_limit::Limiter, super::policy::LimiterKey>,
 }
 
 impl Registries {
@@ -61,6 +63,7 @@ impl Registries {
             server_metrics: Registry::default(),
             health: Registry::default(),
             dns: Default::default(),
+            limiters: Registry::default(),
         })
     }
 }
