@@ -201,6 +201,9 @@ async fn renewal_at_the_configured_window_is_served_without_restart() {
     let first = served(p.https, "renew.test", &client, ISSUE)
         .await
         .unwrap_or_else(|| panic!("{}", g.logs()));
+    // The manager serves a new certificate first, then stores it: wait for the file before stopping.
+    let bundle = storage.join("certificates/renew.test/bundle.pem");
+    assert!(eventually(Duration::from_secs(10), || async { bundle.exists() }).await);
     drop(g);
 
     // Restart with a window that opens 4 s from now: not due at start (no order), due soon after.

@@ -52,20 +52,44 @@ async fn read_now(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHea
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         seen = n;
-        let (len, source) = match HeaderResult::parse(&buf[..n]) {
-            r if r.is_incomplete() => {
-                if n == MAX_HEADER {
-                    return Err(ProxyHeaderError::Invalid);
-                }
-                continue;
-            }
-            HeaderResult::V1(Ok(h)) => (h.header.len(), v1_source(&h.addresses)),
-            HeaderResult::V2(Ok(h)) => (h.len(), v2_source(&h)),
-            _ => return Err(ProxyHeaderError::Invalid),
+        let (len, source) = match parse(&buf[..n]) {
+            Parsed::Incomplete if n < MAX_HEADER => continue,
+            Parsed::Incomplete | Parsed::Invalid => return Err(ProxyHeaderError::Invalid),
+            Parsed::Header { len, source } => (len, source),
         };
         let mut header = vec![0u8; len];
         stream.read_exact(&mut header).await?;
         return Ok(source);
+    }
+}
+
+/// What the first bytes of a connection say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// A header may still come: more bytes are needed.
+    Incomplete,
+    Invalid,
+    /// A whole header of `len` bytes, naming `source` as the client (`None`: LOCAL or UNKNOWN).
+    Header {
+        len: usize,
+        source: Option<SocketAddr>,
+    },
+}
+
+/// Parses a PROXY v1 or v2 header at the start of `buf` (bytes a peer sent: anything at all). Public for the
+/// fuzz target (`fuzz/fuzz_targets/proxy_header.rs`).
+pub fn parse(buf: &[u8]) -> Parsed {
+    match HeaderResult::parse(buf) {
+        r if r.is_incomplete() => Parsed::Incomplete,
+        HeaderResult::V1(Ok(h)) => Parsed::Header {
+            len: h.header.len(),
+            source: v1_source(&h.addresses),
+        },
+        HeaderResult::V2(Ok(h)) => Parsed::Header {
+            len: h.len(),
+            source: v2_source(&h),
+        },
+        _ => Parsed::Invalid,
     }
 }
 
@@ -85,5 +109,30 @@ fn v2_source(h: &v2::Header<'_>) -> Option<SocketAddr> {
         v2::Addresses::IPv4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
         v2::Addresses::IPv6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_measured_and_garbage_is_refused() {
+        let v1 = b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 443\r\n";
+        let mut with_request = v1.to_vec();
+        with_request.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        assert_eq!(
+            parse(&with_request),
+            Parsed::Header {
+                len: v1.len(),
+                source: Some("192.0.2.7:51000".parse().unwrap())
+            }
+        );
+        assert_eq!(parse(b"PROXY TCP4 192.0.2.7"), Parsed::Incomplete);
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n"), Parsed::Invalid);
+        assert!(matches!(
+            parse(b"PROXY UNKNOWN\r\n"),
+            Parsed::Header { source: None, .. }
+        ));
     }
 }
