@@ -7,5 +7,7 @@ mod normalize;
 mod path;
 
 pub use host::{is_valid_host, normalize_host, HostTable};
-pub use normalize::{has_encoded_separator, match_form, normalize_path, strip_matched_prefix};
+pub use normalize::{
+    has_encoded_separator, has_malformed_escape, match_form, normalize_path, strip_matched_prefix,
+};
 pub use path::PathTable;

@@ -63,6 +63,19 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether a path has a `%` that is not followed by two hex digits. Such a path is refused (400, as nginx
+/// does): decoding the escape after it could make a new one (`/%%361dmin` → `/%61dmin`), which the backend
+/// would decode again to a path the routes never saw (`/admin`). With every `%` a whole escape,
+/// [`normalize_path`] is idempotent.
+pub fn has_malformed_escape(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.iter().enumerate().any(|(i, c)| {
+        *c == b'%'
+            && !(b.get(i + 1).copied().and_then(hex).is_some()
+                && b.get(i + 2).copied().and_then(hex).is_some())
+    })
+}
+
 /// Whether a path carries an encoded `/` or `\` (`%2F`, `%5C`, any case): backends disagree on whether
 /// that is a separator (Django and many frameworks decode it, nginx and Apache by default do not), so it
 /// could reach a route the decoded path would not.
@@ -157,6 +170,18 @@ fn hex(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stray_percent_is_malformed_and_whole_escapes_normalize_once() {
+        for bad in ["/%%361dmin", "/%4%41", "/50%", "/%g1", "/a%2"] {
+            assert!(has_malformed_escape(bad), "{bad}");
+        }
+        for good in ["/%61dmin", "/a%2Fb", "/plain", "/%25"] {
+            assert!(!has_malformed_escape(good), "{good}");
+            let once = normalize_path(good);
+            assert_eq!(normalize_path(&once), once, "{good}");
+        }
+    }
 
     #[test]
     fn normal_paths_are_borrowed() {

@@ -19,7 +19,8 @@ use crate::error::{status_response, ProxyError};
 use crate::headers::forwarded::{client_ip, is_trusted};
 use crate::snapshot::{RouteRt, SiteRt, Snapshot};
 use gatehouse_route::{
-    has_encoded_separator, is_valid_host, match_form, normalize_host, normalize_path,
+    has_encoded_separator, has_malformed_escape, is_valid_host, match_form, normalize_host,
+    normalize_path,
 };
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use std::borrow::Cow;
@@ -109,6 +110,9 @@ pub async fn route<'s, B>(
     // 1.5 Route by longest prefix of the normalized path (%XX of unreserved characters decoded, `//`, `.`,
     //     `..` resolved, as nginx does). The backend gets the normalized path, so it and the access rules agree
     //     on what was asked for.
+    if has_malformed_escape(req.uri().path()) {
+        return Err(ProxyError::BadRequest("a % in the path that is not an escape"));
+    }
     if !site.allow_encoded_slashes && has_encoded_separator(req.uri().path()) {
         return Err(ProxyError::BadRequest("encoded / or \\ in the path"));
     }
