@@ -77,6 +77,13 @@ SCENARIOS = {
                        desc="HTTP/1.1 `Connection: close`: a new TCP connection per request, 32 at a time"),
     "h1-1MiB": dict(tool="wrk", conns=16, path="/1m", smoke_conns=2,
                     desc="HTTP/1.1 keep-alive, 16 connections, `GET /1m` (1 MiB body)"),
+    "h1-1MiB-text": dict(tool="wrk", conns=16, path="/1mtext", smoke_conns=2,
+                         desc="HTTP/1.1 keep-alive, 16 connections, `GET /1mtext` (1 MiB of text) on the "
+                              "compressing route, the client offering no encoding (so nothing is compressed)"),
+    "h1-1MiB-gzip": dict(tool="wrk", conns=16, path="/1mtext", gzip=True, smoke_conns=2,
+                         desc="as h1-1MiB-text with `Accept-Encoding: gzip`: each proxy compresses "
+                              "(gzip level 5: nginx `gzip_comp_level 5`, Gatehouse `compress = [\"gzip\"]`, "
+                              "HAProxy `compression algo gzip`)"),
     "h2c": dict(tool="h2load", conns=16, streams=10, path="/", smoke_conns=2, smoke_streams=4,
                 desc="h2c (prior knowledge), 16 connections x 10 concurrent streams, `GET /`"),
     # TLS scenarios: the contender's TLS listener (see make_tls for the certificate).
@@ -386,6 +393,9 @@ def start_backend(i, tmp, port):
     with open(os.path.join(www, "1m"), "wb") as f:
         f.write(os.urandom(ONE_MIB))
     os.chmod(os.path.join(www, "1m"), 0o644)
+    with open(os.path.join(www, "1mtext"), "wb") as f:
+        f.write(text_mib())
+    os.chmod(os.path.join(www, "1mtext"), 0o644)
 
     def http(prefix):
         return f"""http {{
@@ -400,6 +410,7 @@ def start_backend(i, tmp, port):
         listen 127.0.0.1:{port} backlog=4096;
         root {www};
         location = /1m {{ }}
+        location = /1mtext {{ types {{ }} default_type text/plain; }}
         location / {{
             default_type text/plain;
             return 200 "ok\\n";
@@ -408,6 +419,19 @@ def start_backend(i, tmp, port):
 }}
 """
     return start_nginx(f"backend{i}", tmp, http)
+
+
+def text_mib():
+    """1 MiB of log-like text (zlib level 5 makes 172 KiB of it): the same bytes on every backend."""
+    lines, n = [], 0
+    i = 0
+    while n < ONE_MIB:
+        line = (f"2026-12-02T02:{i % 60:02d}:{(i * 7) % 60:02d}Z GET /api/v1/items/{i * 7919 % 100000} "
+                f"200 {i * 31 % 5000} bytes in {i % 97}ms from 10.0.{i % 256}.{i * 13 % 256}\n")
+        lines.append(line)
+        n += len(line)
+        i += 1
+    return "".join(lines).encode()[:ONE_MIB]
 
 
 def start_nginx_proxy(tmp, h1, h2, backends, tls_port=None, tls=None):
@@ -442,6 +466,16 @@ def start_nginx_proxy(tmp, h1, h2, backends, tls_port=None, tls=None):
             proxy_pass http://b;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }}
+        location = /1mtext {{
+            proxy_pass http://b;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            gzip on;
+            gzip_types text/plain;
+            gzip_comp_level 5;
+            gzip_proxied any;
+            gzip_vary on;
         }}
     }}
 }}
@@ -480,12 +514,14 @@ frontend bench
 
 backend backends
     balance roundrobin
+    compression algo gzip
+    compression type text/plain
     {servers}
 """)
     return Proc("haproxy", ["haproxy", "-db", "-f", cfg], tmp)
 
 
-def gatehouse_toml(port, backends, tls_port=None, tls=None, access_log="off"):
+def gatehouse_toml(port, backends, tls_port=None, tls=None, access_log="off", compress=True):
     servers = ", ".join(f'"127.0.0.1:{p}"' for p in backends)
     tls_listener = tls_site = ""
     if tls_port:
@@ -497,6 +533,9 @@ bind = "127.0.0.1:{tls_port}"
 tls = true
 """
         tls_site = f'tls = {{ cert = "{tls["cert"]}", key = "{tls["key"]}" }}\n'
+    # Compression on its own route, so that the other scenarios' path has no compress rule to look at.
+    compress_route = ('  [[site.route]]\n  path = "/1mtext"\n  pool = "backends"\n  compress = ["gzip"]\n'
+                      if compress else "")
     return f"""[server]
 workers = 1
 log_level = "warn"
@@ -512,7 +551,7 @@ default = true
 {tls_site}  [[site.route]]
   path = "/"
   pool = "backends"
-
+{compress_route}
 [pool.backends]
 balance = "round_robin"
 servers = [{servers}]
@@ -527,7 +566,8 @@ def start_gatehouse(tmp, binary, port, backends, tls_port=None, tls=None, name="
     with open(cfg, "w") as f:
         if access_log == "file":
             access_log = os.path.join(folder, "access.log")
-        f.write(gatehouse_toml(port, backends, tls_port, tls, access_log))
+        # A baseline build may predate `compress`: its /1mtext goes through the plain route.
+        f.write(gatehouse_toml(port, backends, tls_port, tls, access_log, compress=(name != "baseline")))
     return Proc(name, [binary, "run", "-c", cfg], tmp)
 
 
@@ -721,6 +761,8 @@ def load_command(scn, port, duration, smoke, tmp):
         argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"]
         if s.get("close"):
             argv += ["-H", "Connection: close"]
+        if s.get("gzip"):
+            argv += ["-H", "Accept-Encoding: gzip"]
         if s.get("host"):
             argv += ["-H", f"Host: {s['host']}"]
         return argv + [url], None

@@ -111,7 +111,9 @@ pub async fn route<'s, B>(
     //     `..` resolved, as nginx does). The backend gets the normalized path, so it and the access rules agree
     //     on what was asked for.
     if has_malformed_escape(req.uri().path()) {
-        return Err(ProxyError::BadRequest("a % in the path that is not an escape"));
+        return Err(ProxyError::BadRequest(
+            "a % in the path that is not an escape",
+        ));
     }
     if !site.allow_encoded_slashes && has_encoded_separator(req.uri().path()) {
         return Err(ProxyError::BadRequest("encoded / or \\ in the path"));
