@@ -15,6 +15,7 @@ pub mod dns;
 pub mod gatehouse;
 pub mod inproc;
 pub mod pebble;
+pub mod redis;
 pub mod tls;
 
 pub use backend::{Backend, Seen};

@@ -4,9 +4,11 @@
 //! installed the tests fail, they do not skip: `tests/run.sh` installs it.
 
 use crate::tls::TestCa;
+use rustls_pki_types::pem::PemObject;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Pebble {
@@ -172,4 +174,41 @@ impl Drop for Pebble {
             eprintln!("--- pebble log ---\n{}", self.logs());
         }
     }
+}
+
+/// A client that trusts Pebble's issuing root only.
+pub async fn pebble_client(pebble: &Pebble) -> Arc<rustls::ClientConfig> {
+    let root = pebble.issuing_root().await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(root.as_bytes()) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// The certificate served for `name`, verified against Pebble's root, once there is one.
+pub async fn served(
+    https: SocketAddr,
+    name: &str,
+    client: &Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Option<Vec<u8>> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(tls) = crate::tls::connect(https, name, client.clone()).await {
+            return Some(
+                tls.get_ref().1.peer_certificates().expect("certificates")[0]
+                    .as_ref()
+                    .to_vec(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }

@@ -3,14 +3,13 @@
 //! file modes, two processes sharing one storage, and a site added by reload.
 
 use gatehouse_e2e::client::get_with;
-use gatehouse_e2e::pebble::Pebble;
-use gatehouse_e2e::tls::{connect, provider};
+use gatehouse_e2e::pebble::{pebble_client, served, Pebble};
+use gatehouse_e2e::tls::connect;
 use gatehouse_e2e::{eventually, free_port, Gatehouse};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 const ISSUE: Duration = Duration::from_secs(30);
@@ -45,43 +44,6 @@ fn config(
         s += &format!("[[site]]\nhosts = [\"{n}\"]\ntls = \"acme\"\n  [[site.route]]\n  path = \"/\"\n  respond = \"hello from {n}\"\n");
     }
     s
-}
-
-/// A client that trusts Pebble's issuing root only.
-async fn pebble_client(pebble: &Pebble) -> Arc<rustls::ClientConfig> {
-    let root = pebble.issuing_root().await;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(root.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-/// The certificate served for `name`, verified against Pebble's root, once there is one.
-async fn served(
-    https: SocketAddr,
-    name: &str,
-    client: &Arc<rustls::ClientConfig>,
-    timeout: Duration,
-) -> Option<Vec<u8>> {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if let Ok(tls) = connect(https, name, client.clone()).await {
-            return Some(
-                tls.get_ref().1.peer_certificates().unwrap()[0]
-                    .as_ref()
-                    .to_vec(),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
 }
 
 fn orders(g: &Gatehouse) -> usize {

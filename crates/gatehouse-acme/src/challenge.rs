@@ -78,6 +78,19 @@ impl Answers {
             ChallengeKind::TlsAlpn01 => {
                 self.tls
                     .set_challenge(name, alpn_certificate(name, digest)?);
+                // The other nodes make their own challenge certificate from the digest (a shared store tells
+                // them); a store that cannot take it leaves this node answering alone.
+                match self.storage.store(&keys::tls_alpn01(name), digest).await {
+                    // Give the other nodes a moment to make their certificate before the CA is told: it may
+                    // reach any of them first.
+                    Ok(()) if self.storage.shared() => {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot publish a TLS-ALPN-01 answer to the other nodes")
+                    }
+                }
                 Ok(Published::TlsAlpn01(name.to_string()))
             }
         }
@@ -91,7 +104,25 @@ impl Answers {
                     tracing::debug!(error = %e, "cannot remove a published HTTP-01 token");
                 }
             }
-            Published::TlsAlpn01(name) => self.tls.clear_challenge(&name),
+            Published::TlsAlpn01(name) => {
+                self.tls.clear_challenge(&name);
+                if let Err(e) = self.storage.delete(&keys::tls_alpn01(&name)).await {
+                    tracing::debug!(error = %e, "cannot remove a published TLS-ALPN-01 answer");
+                }
+            }
+        }
+    }
+
+    /// Another node published (`Some(digest)`) or removed (`None`) a TLS-ALPN-01 answer for `name`.
+    pub fn follow_tls_alpn01(&self, name: &str, digest: Option<&[u8]>) {
+        match digest {
+            Some(d) => match alpn_certificate(name, d) {
+                Ok(cert) => self.tls.set_challenge(name, cert),
+                Err(e) => {
+                    tracing::warn!(%name, error = %e, "cannot make another node's TLS-ALPN-01 answer")
+                }
+            },
+            None => self.tls.clear_challenge(name),
         }
     }
 }

@@ -27,6 +27,13 @@ pub fn http01(token: &str) -> String {
     format!("challenges/{token}")
 }
 
+/// A TLS-ALPN-01 answer's digest for `name`, published so that every node serves the challenge certificate.
+pub fn tls_alpn01(name: &str) -> String {
+    format!("{TLS_ALPN01_PREFIX}{name}")
+}
+
+pub const TLS_ALPN01_PREFIX: &str = "challenges/tls-alpn-01/";
+
 /// The file holding lock `name`'s lease (file backend).
 pub fn lock(name: &str) -> String {
     format!("locks/{name}.lock")

@@ -25,4 +25,4 @@ pub mod storage;
 pub use challenge::ChallengeKind;
 pub use error::AcmeError;
 pub use manager::{AcmeConfig, AcmeManager, AcmeSite, AcmeStats};
-pub use storage::{FileStorage, Storage};
+pub use storage::{FileStorage, RedisStorage, Storage, StoreHealth};

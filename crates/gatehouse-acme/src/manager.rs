@@ -22,7 +22,7 @@ use crate::error::AcmeError;
 use crate::keys;
 use crate::order::{self, OrderSpec};
 use crate::schedule::{backoff, due_at, is_due, RenewBefore};
-use crate::storage::{LockToken, Storage};
+use crate::storage::{LockToken, Storage, StoreEvent, StoreHealth};
 use gatehouse_tls::{CertStore, Http01Tokens, LoadedCert};
 use instant_acme::Account;
 use std::collections::HashMap;
@@ -49,6 +49,8 @@ pub struct AcmeConfig {
     /// Which challenges this configuration can answer: HTTP-01 needs a plain listener, TLS-ALPN-01 a TLS one.
     pub http01_possible: bool,
     pub tls_alpn01_possible: bool,
+    /// An order's lock lease; renewed every third of it while the order runs.
+    pub lock_ttl: Duration,
 }
 
 /// A site that wants an ACME certificate: one certificate for all its names.
@@ -84,6 +86,8 @@ pub struct AcmeStats {
     pub failures: std::sync::atomic::AtomicU64,
     /// By site id: "valid", "ordering", or "failed: <why>".
     states: std::sync::Mutex<HashMap<String, String>>,
+    /// The storage's health (reachable, last sync, lock holders).
+    pub store: std::sync::OnceLock<Arc<StoreHealth>>,
 }
 
 impl AcmeStats {
@@ -118,8 +122,6 @@ impl std::fmt::Debug for AcmeManager {
     }
 }
 
-/// A lock's lease; renewed every third of it while an order runs.
-const LOCK_TTL: Duration = Duration::from_secs(30);
 /// How long to wait for another node's order before trying again later.
 const LOCK_WAIT: Duration = Duration::from_secs(180);
 
@@ -157,6 +159,8 @@ impl AcmeManager {
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
             })
         }));
+        let stats: Arc<AcmeStats> = Arc::default();
+        let _ = stats.store.set(storage.health());
         Arc::new(AcmeManager {
             config,
             answers: Answers {
@@ -167,7 +171,7 @@ impl AcmeManager {
             storage,
             install,
             held: std::sync::Mutex::new(HashMap::new()),
-            stats: Arc::default(),
+            stats,
         })
     }
 
@@ -194,6 +198,9 @@ impl AcmeManager {
 
     /// Runs until `sites` is closed; a reload sends the new list of ACME sites.
     pub async fn run(self: Arc<Self>, mut sites: watch::Receiver<Vec<AcmeSite>>) {
+        if let Some(events) = self.storage.watch() {
+            tokio::spawn(self.clone().follow(events, sites.clone()));
+        }
         let mut state: HashMap<String, SiteState> = HashMap::new();
         let mut account: Option<Account> = None;
         loop {
@@ -258,6 +265,56 @@ impl AcmeManager {
                 _ = tokio::time::sleep_until(next) => {}
                 changed = sites.changed() => if changed.is_err() { return },
             }
+        }
+    }
+
+    /// Follows what other nodes change in a shared store: a certificate one of them obtained or renewed is
+    /// served here from the next handshake; a TLS-ALPN-01 answer one of them published is answered here too
+    /// (the CA may reach any node).
+    async fn follow(
+        self: Arc<Self>,
+        mut events: tokio::sync::mpsc::Receiver<StoreEvent>,
+        sites: watch::Receiver<Vec<AcmeSite>>,
+    ) {
+        while let Some(event) = events.recv().await {
+            let current = sites.borrow().clone();
+            match &event {
+                StoreEvent::Resync => {
+                    for site in &current {
+                        self.adopt(site).await;
+                    }
+                }
+                StoreEvent::Stored(key) | StoreEvent::Deleted(key) => {
+                    if let Some(name) = key.strip_prefix(keys::TLS_ALPN01_PREFIX) {
+                        let digest = match &event {
+                            StoreEvent::Stored(_) => self.storage.load(key).await.ok().flatten(),
+                            _ => None,
+                        };
+                        self.answers.follow_tls_alpn01(name, digest.as_deref());
+                    } else if let Some(site) = current.iter().find(|s| keys::bundle(&s.id) == *key)
+                    {
+                        if matches!(event, StoreEvent::Stored(_)) {
+                            self.adopt(site).await;
+                        }
+                    }
+                }
+            }
+            if let Some(h) = self.stats.store.get() {
+                h.synced();
+            }
+        }
+    }
+
+    /// Serves the stored certificate of `site` if it is newer than the one this node holds.
+    async fn adopt(&self, site: &AcmeSite) {
+        let Ok(Some(stored)) = self.stored(site).await else {
+            return;
+        };
+        let held = self.held().get(&site.id).map(|h| h.cert.not_after);
+        if held.is_none_or(|n| stored.not_after > n) {
+            tracing::info!(site = %site.id, not_after = ?stored.not_after, "serving the certificate another node stored");
+            self.serve(site, stored);
+            self.stats.set(&site.id, "valid".into());
         }
     }
 
@@ -357,7 +414,7 @@ impl AcmeManager {
         let deadline = Instant::now() + LOCK_WAIT;
         let mut logged = false;
         loop {
-            if let Some(t) = self.storage.lock(&site.id, LOCK_TTL).await? {
+            if let Some(t) = self.storage.lock(&site.id, self.config.lock_ttl).await? {
                 return Ok(Wait::Locked(t));
             }
             if !logged {
@@ -386,8 +443,8 @@ impl AcmeManager {
         }
         let lease = async {
             loop {
-                tokio::time::sleep(LOCK_TTL / 3).await;
-                match self.storage.renew(token, LOCK_TTL).await {
+                tokio::time::sleep(self.config.lock_ttl / 3).await;
+                match self.storage.renew(token, self.config.lock_ttl).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(site = %site.id, "lost the lock lease while ordering")
@@ -405,7 +462,8 @@ impl AcmeManager {
                     email: self.config.email.as_deref(),
                     ca_root: self.config.ca_root.as_deref(),
                 };
-                *account = Some(account::load_or_create(&*self.storage, dir, LOCK_TTL).await?);
+                *account =
+                    Some(account::load_or_create(&*self.storage, dir, self.config.lock_ttl).await?);
             }
             let Some(acct) = account.as_ref() else {
                 return Err(AcmeError::Other("no ACME account".into()));

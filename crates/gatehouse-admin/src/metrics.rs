@@ -63,6 +63,11 @@ pub fn metrics(admin: &Admin) -> Response<Body> {
             use std::sync::atomic::Ordering::Relaxed;
             set_counter(&m.events.acme_orders, a.orders.load(Relaxed));
             set_counter(&m.events.acme_failures, a.failures.load(Relaxed));
+            if let Some(h) = a.store.get() {
+                g.acme_store_up.set(i64::from(h.reachable()));
+                set_gauge(&g.acme_store_last_sync, h.last_sync_unix());
+                set_gauge(&g.acme_store_locks, h.locks().len());
+            }
         }
     });
     let mut r = Response::new(Full::new(Bytes::from(text)));

@@ -115,6 +115,21 @@ pub fn status(admin: &Admin) -> Value {
         .map(|(id, state)| json!({"site": id, "names": [id], "issuer": null, "source": "acme", "not_after_unix": null, "expires_in_seconds": null, "acme": state}))
         .collect();
     let last = proxy.last_reload();
+    // Where ACME state lives, and whether this node can reach it (a shared Redis).
+    let store = admin
+        .acme_stats()
+        .and_then(|a| a.store.get().cloned())
+        .map(|h| {
+            json!({
+                "kind": h.kind,
+                "location": h.location,
+                "reachable": h.reachable(),
+                "last_ok_unix": Some(h.last_ok_unix()).filter(|t| *t > 0),
+                "last_sync_unix": Some(h.last_sync_unix()).filter(|t| *t > 0),
+                "last_error": h.last_error(),
+                "locks": h.locks(),
+            })
+        });
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": proxy.started().elapsed().as_secs(),
@@ -128,5 +143,6 @@ pub fn status(admin: &Admin) -> Value {
         "pools": pools,
         "certificates": certificates.into_iter().chain(pending).collect::<Vec<_>>(),
         "access_log": {"dropped": proxy.metrics().events.access_log_dropped.get()},
+        "acme_store": store,
     })
 }

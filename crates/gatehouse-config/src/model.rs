@@ -91,12 +91,80 @@ pub struct Acme {
     pub ca_root: Option<std::path::PathBuf>,
     pub ca_root_at: At,
     pub challenge: AcmeChallenge,
-    pub storage: std::path::PathBuf,
+    pub storage: AcmeStorage,
     pub storage_at: At,
     /// `None` = auto (a third of the lifetime left).
     pub renew_before: Option<Duration>,
     pub check_interval: Duration,
     pub retry_initial: Duration,
+    /// How long a certificate order's lock lasts unless its holder renews it (a node that dies mid-order
+    /// blocks the others this long at most).
+    pub lock_ttl: Duration,
+}
+
+/// Where ACME state is kept: a folder (one node, or nodes sharing it), or a Redis every node shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcmeStorage {
+    Folder(std::path::PathBuf),
+    Redis(RedisStore),
+}
+
+/// `storage = "redis://[user:pass@]host[:port][/db]"` (or `rediss://` for TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisStore {
+    pub url: RedisUrl,
+    /// Every key starts with this (`storage_prefix`, default `gatehouse:`), so several clusters can share one
+    /// Redis.
+    pub prefix: String,
+    /// PEM file of the CA for `rediss://` (default: the system's roots).
+    pub ca: Option<std::path::PathBuf>,
+    pub ca_at: At,
+}
+
+/// A Redis URL, which may hold a password: `Debug` and [`RedisUrl::redacted`] never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(pub String);
+
+impl RedisUrl {
+    /// The URL with any password replaced by `***`, for logs and status pages.
+    pub fn redacted(&self) -> String {
+        let s = &self.0;
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return s.clone();
+        };
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                let shown = if userinfo.contains(':') {
+                    format!("{user}:***")
+                } else {
+                    "***".to_string()
+                };
+                format!("{scheme}://{shown}@{host}")
+            }
+            None => s.clone(),
+        }
+    }
+
+    pub fn tls(&self) -> bool {
+        self.0.starts_with("rediss://")
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl AcmeStorage {
+    /// As an operator would recognize it in a log line (no password).
+    pub fn shown(&self) -> String {
+        match self {
+            AcmeStorage::Folder(p) => p.display().to_string(),
+            AcmeStorage::Redis(r) => r.url.redacted(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -452,6 +520,8 @@ pub mod defaults {
     pub const ACME_STORAGE: &str = "certs/acme";
     pub const ACME_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
     pub const ACME_RETRY_INITIAL: Duration = Duration::from_secs(60);
+    pub const ACME_LOCK_TTL: Duration = Duration::from_secs(30);
+    pub const ACME_REDIS_PREFIX: &str = "gatehouse:";
     pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
     pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 }

@@ -74,6 +74,10 @@ pub struct RawAcme {
     // Gatehouse additions.
     pub check_interval: Option<Spanned<String>>,
     pub retry_initial: Option<Spanned<String>>,
+    pub lock_ttl: Option<Spanned<String>>,
+    /// Redis storage: the key prefix, and the CA for rediss://.
+    pub storage_prefix: Option<Spanned<String>>,
+    pub redis_ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -136,6 +136,12 @@ pub struct StateGauges {
     pub health_transitions: Family<TransitionLabels, Counter>,
     pub cert_expiry: Family<CertLabels, Gauge>,
     pub generation: Gauge,
+    /// 1 when the ACME store (a shared Redis) answers, 0 when it does not.
+    pub acme_store_up: Gauge,
+    /// Unix seconds of the last change heard from other nodes (or resync).
+    pub acme_store_last_sync: Gauge,
+    /// Order locks held in the store, by any node.
+    pub acme_store_locks: Gauge,
     pub process: process::ProcessGauges,
 }
 
@@ -305,6 +311,21 @@ impl Metrics {
             "gatehouse_config_generation",
             "The running config's generation (rises with each applied reload)",
             g.generation.clone(),
+        );
+        r.register(
+            "gatehouse_acme_store_up",
+            "1 when the ACME storage (a shared Redis, or the folder) answers, 0 when it does not",
+            g.acme_store_up.clone(),
+        );
+        r.register(
+            "gatehouse_acme_store_last_sync_timestamp_seconds",
+            "Unix time of the last change heard from the other nodes through the ACME storage, or resync",
+            g.acme_store_last_sync.clone(),
+        );
+        r.register(
+            "gatehouse_acme_store_locks",
+            "Certificate order locks held in the ACME storage, by any node",
+            g.acme_store_locks.clone(),
         );
         let e = &m.events;
         r.register(

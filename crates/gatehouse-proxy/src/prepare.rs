@@ -57,8 +57,21 @@ pub fn prepare(config: Config, reg: &Registries) -> Result<Prepared, ConfigError
                 problems.push(Diagnostic::at(acme.ca_root_at, "acme.ca_root", e));
             }
         }
-        if let Err(e) = check_storage_folder(&acme.storage) {
-            problems.push(Diagnostic::at(acme.storage_at, "acme.storage", e));
+        match &acme.storage {
+            gatehouse_config::AcmeStorage::Folder(dir) => {
+                if let Err(e) = check_storage_folder(dir) {
+                    problems.push(Diagnostic::at(acme.storage_at, "acme.storage", e));
+                }
+            }
+            // Redis is reached when the ACME manager starts (a node that cannot reach it serves what it has):
+            // only the CA file is read here.
+            gatehouse_config::AcmeStorage::Redis(r) => {
+                if let Some(ca) = &r.ca {
+                    if let Err(e) = check_pem_certificates(ca) {
+                        problems.push(Diagnostic::at(r.ca_at, "acme.redis_ca", e));
+                    }
+                }
+            }
         }
     }
     let snapshot = compile(Arc::new(config), reg).map_err(|mut e| problems.append(&mut e));

@@ -2,8 +2,8 @@
 //! and how a new certificate is put into service.
 
 use gatehouse_acme::schedule::RenewBefore;
-use gatehouse_acme::{AcmeConfig, AcmeManager, AcmeSite, ChallengeKind, FileStorage};
-use gatehouse_config::{AcmeChallenge, Config, SiteTls};
+use gatehouse_acme::{AcmeConfig, AcmeManager, AcmeSite, ChallengeKind, FileStorage, RedisStorage};
+use gatehouse_config::{AcmeChallenge, AcmeStorage, Config, SiteTls};
 use gatehouse_proxy::Proxy;
 use gatehouse_tls::ManagedSite;
 use std::sync::Arc;
@@ -44,7 +44,24 @@ impl Acme {
         let Some(a) = &config.acme else {
             return Ok(None);
         };
-        let storage = FileStorage::open(&a.storage).map_err(|e| format!("acme.storage: {e}"))?;
+        let storage: Arc<dyn gatehouse_acme::Storage> = match &a.storage {
+            AcmeStorage::Folder(dir) => {
+                Arc::new(FileStorage::open(dir).map_err(|e| format!("acme.storage: {e}"))?)
+            }
+            AcmeStorage::Redis(r) => {
+                let ca = match &r.ca {
+                    Some(p) => Some(
+                        std::fs::read(p)
+                            .map_err(|e| format!("acme.redis_ca: {}: {e}", p.display()))?,
+                    ),
+                    None => None,
+                };
+                Arc::new(
+                    RedisStorage::open(&r.url.0, &r.prefix, ca, r.url.redacted())
+                        .map_err(|e| format!("acme.storage: {e}"))?,
+                )
+            }
+        };
         let manager_config = AcmeConfig {
             directory: a.directory.clone(),
             email: a.email.clone(),
@@ -59,6 +76,7 @@ impl Acme {
             retry_cap: Duration::from_secs(86_400),
             http01_possible: config.listeners.iter().any(|l| l.tls.is_none()),
             tls_alpn01_possible: config.listeners.iter().any(|l| l.tls.is_some()),
+            lock_ttl: a.lock_ttl,
         };
         let weak = Arc::downgrade(proxy);
         let install: gatehouse_acme::manager::Install = Arc::new(move |site: &AcmeSite, cert| {
@@ -76,14 +94,14 @@ impl Acme {
         });
         let manager = AcmeManager::new(
             manager_config,
-            Arc::new(storage),
+            storage,
             proxy.certificates().store(),
             proxy.http01(),
             install,
         );
         let sites = acme_sites(config);
         let loaded = manager.load_stored(&sites).await;
-        tracing::info!(sites = sites.len(), loaded_from_storage = loaded, storage = %a.storage.display(), directory = %a.directory, "ACME manager started");
+        tracing::info!(sites = sites.len(), loaded_from_storage = loaded, storage = %a.storage.shown(), directory = %a.directory, "ACME manager started");
         let (tx, rx) = watch::channel(sites);
         let stats = manager.stats();
         tokio::spawn(manager.run(rx));

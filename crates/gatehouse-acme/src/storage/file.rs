@@ -1,17 +1,19 @@
 //! The file backend: one machine (or several sharing a folder), 0700 folders, 0600 files, writes by temporary
 //! file + rename. Every call runs on tokio's blocking pool, never on the thread that asked.
 
-use super::{LockToken, Storage, StorageError};
+use super::{LockToken, Storage, StorageError, StoreHealth};
 use crate::keys;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Storage in a folder: 0700 folders, 0600 files, writes by temporary file + rename.
 #[derive(Debug, Clone)]
 pub struct FileStorage {
     root: PathBuf,
+    health: Arc<StoreHealth>,
 }
 
 impl FileStorage {
@@ -20,8 +22,9 @@ impl FileStorage {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
         make_dir(&root)?;
-        let s = FileStorage { root };
-        Ok(s)
+        let health = Arc::new(StoreHealth::new("file", root.display().to_string()));
+        health.ok();
+        Ok(FileStorage { root, health })
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
@@ -75,7 +78,7 @@ fn now_ms() -> u64 {
 }
 
 /// This process, for lock ownership: host name, pid and a random part.
-fn owner_id() -> String {
+pub(super) fn owner_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     format!(
         "{}:{}:{:016x}",
@@ -93,9 +96,16 @@ impl FileStorage {
         F: FnOnce(&FileStorage) -> Result<T, StorageError> + Send + 'static,
     {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&this))
+        let r = tokio::task::spawn_blocking(move || f(&this))
             .await
-            .map_err(|e| StorageError::Task(e.to_string()))?
+            .map_err(|e| StorageError::Task(e.to_string()))?;
+        match &r {
+            Ok(_) => self.health.ok(),
+            Err(e) => {
+                self.health.failed(&e.to_string());
+            }
+        }
+        r
     }
 }
 
@@ -129,6 +139,10 @@ impl Storage for FileStorage {
     async fn unlock(&self, token: &LockToken) -> Result<(), StorageError> {
         let token = token.clone();
         self.blocking(move |s| s.unlock_now(&token)).await
+    }
+
+    fn health(&self) -> Arc<StoreHealth> {
+        self.health.clone()
     }
 }
 

@@ -28,14 +28,72 @@ pub(super) fn check(c: &mut Checker, raw: &Spanned<RawAcme>) -> Acme {
         }
     };
     let ca_root = a.ca_root.as_ref().filter(|p| !p.get_ref().is_empty());
-    if let Some(st) = &a.storage {
-        // A URL is never a folder: a scheme this version cannot use is an error, not a folder named "redis:".
-        if let Some((scheme, _)) = st.get_ref().split_once("://") {
-            c.err(
-                st.span(),
-                "acme.storage",
-                format!("{scheme}:// storage is not supported by this version of Gatehouse; use a folder"),
-            );
+    let storage = match &a.storage {
+        None => AcmeStorage::Folder(defaults::ACME_STORAGE.into()),
+        Some(st) => {
+            match st.get_ref().split_once("://") {
+                None => AcmeStorage::Folder(st.get_ref().into()),
+                Some((scheme @ ("redis" | "rediss"), rest)) => {
+                    if let Err(e) = check_redis_address(rest) {
+                        c.err(st.span(), "acme.storage", format!("{scheme}:// URL: {e}"));
+                    }
+                    let prefix = a.storage_prefix.as_ref().map_or_else(
+                        || defaults::ACME_REDIS_PREFIX.to_string(),
+                        |p| p.get_ref().clone(),
+                    );
+                    if let Some(p) = &a.storage_prefix {
+                        let ok = !prefix.is_empty()
+                            && prefix.len() <= 64
+                            && prefix.bytes().all(|b| b.is_ascii_graphic());
+                        if !ok {
+                            c.err(
+                                p.span(),
+                                "acme.storage_prefix",
+                                "1 to 64 printable characters without spaces, e.g. \"gatehouse:\"",
+                            );
+                        }
+                    }
+                    let ca = a.redis_ca.as_ref().filter(|p| !p.get_ref().is_empty());
+                    if let Some(p) = ca {
+                        if scheme == "redis" {
+                            c.err(
+                                p.span(),
+                                "acme.redis_ca",
+                                "applies only to rediss:// (Redis over TLS)",
+                            );
+                        }
+                    }
+                    AcmeStorage::Redis(RedisStore {
+                        url: RedisUrl(st.get_ref().clone()),
+                        prefix,
+                        ca: ca.map(|p| p.get_ref().into()),
+                        ca_at: ca.map_or(at, |p| c.at(p.span())),
+                    })
+                }
+                // A URL is never a folder: a scheme Gatehouse cannot use is an error, not a folder named "s3:".
+                Some((scheme, _)) => {
+                    c.err(
+                    st.span(),
+                    "acme.storage",
+                    format!("{scheme}:// storage is not supported: use a folder, redis:// or rediss://"),
+                );
+                    AcmeStorage::Folder(defaults::ACME_STORAGE.into())
+                }
+            }
+        }
+    };
+    if !matches!(storage, AcmeStorage::Redis(_)) {
+        for (v, key) in [
+            (&a.storage_prefix, "acme.storage_prefix"),
+            (&a.redis_ca, "acme.redis_ca"),
+        ] {
+            if let Some(v) = v {
+                c.err(
+                    v.span(),
+                    key,
+                    "applies only to a redis:// or rediss:// storage",
+                );
+            }
         }
     }
     let renew_before = match &a.renew_before {
@@ -58,10 +116,7 @@ pub(super) fn check(c: &mut Checker, raw: &Spanned<RawAcme>) -> Acme {
         ca_root: ca_root.map(|p| p.get_ref().into()),
         ca_root_at: ca_root.map_or(at, |p| c.at(p.span())),
         challenge,
-        storage: a
-            .storage
-            .as_ref()
-            .map_or_else(|| defaults::ACME_STORAGE.into(), |s| s.get_ref().into()),
+        storage,
         storage_at: a.storage.as_ref().map_or(at, |s| c.at(s.span())),
         renew_before,
         check_interval: c.timeout(
@@ -74,7 +129,42 @@ pub(super) fn check(c: &mut Checker, raw: &Spanned<RawAcme>) -> Acme {
             "acme.retry_initial",
             defaults::ACME_RETRY_INITIAL,
         ),
+        lock_ttl: c.timeout(&a.lock_ttl, "acme.lock_ttl", defaults::ACME_LOCK_TTL),
     }
+}
+
+/// `[user[:password]@]host[:port][/db]` of a Redis URL: a host, a numeric port, a numeric database.
+fn check_redis_address(rest: &str) -> Result<(), String> {
+    let hostpart = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let (hostport, db) = match hostpart.split_once('/') {
+        Some((hp, db)) => (hp, Some(db)),
+        None => (hostpart, None),
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or("an IPv6 host needs its closing ]")?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host (redis://host:6379/0)".into());
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("{p:?} is not a port"));
+        }
+    }
+    if let Some(db) = db.filter(|d| !d.is_empty()) {
+        if db.parse::<u32>().is_err() {
+            return Err(format!("{db:?} is not a database number"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -102,13 +192,43 @@ mod tests {
 
     #[test]
     fn a_url_is_never_taken_for_a_folder() {
+        for (url, words) in [
+            ("s3://bucket/acme", "not supported"),
+            ("redis://", "no host"),
+            ("redis://h:port/0", "not a port"),
+            ("rediss://h:6379/x", "not a database"),
+        ] {
+            rejects(
+                url,
+                "[pool.web]",
+                &format!("[acme]\nstorage = \"{url}\"\n[pool.web]"),
+                13,
+                words,
+            );
+        }
         rejects(
-            "redis",
+            "prefix on a folder",
             "[pool.web]",
-            "[acme]\nstorage = \"redis://127.0.0.1:6379/0\"\n[pool.web]",
+            "[acme]\nstorage_prefix = \"x:\"\n[pool.web]",
             13,
-            "not supported",
+            "applies only to a redis",
         );
+    }
+
+    #[test]
+    fn redis_storage_keeps_its_password_out_of_sight() {
+        let cfg = parse(
+            &format!("[acme]\nstorage = \"rediss://ops:s3cret@redis.internal:6380/2\"\nstorage_prefix = \"edge:\"\n{OK}"),
+            "t",
+        )
+        .unwrap();
+        let crate::AcmeStorage::Redis(r) = cfg.acme.unwrap().storage else {
+            panic!("not redis")
+        };
+        assert!(r.url.tls());
+        assert_eq!(r.prefix, "edge:");
+        assert_eq!(r.url.redacted(), "rediss://ops:***@redis.internal:6380/2");
+        assert!(!format!("{r:?}").contains("s3cret"));
     }
 
     #[test]

@@ -1,0 +1,110 @@
+//! A real Redis for the cluster tests (Debian package `redis-server`), on a free 127.0.0.1 port with its
+//! data in a temporary folder (append-only file on, so a stopped and restarted Redis keeps what it had). If
+//! redis-server is not installed the tests fail, they do not skip: `tests/run.sh` installs it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Redis {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+fn find(bin: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let p = PathBuf::from(dir).join(bin);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{bin} not found: install the Debian package `redis-server` (tests/run.sh does)");
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let addr: SocketAddr = format!("127.0.0.1:{}", crate::free_port())
+            .parse()
+            .expect("addr");
+        let mut r = Redis {
+            child: None,
+            addr,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        r.restart();
+        r
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    /// Starts it (again) on the same port and data folder.
+    pub fn restart(&mut self) {
+        let mut child = Command::new(find("redis-server"))
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.addr.port().to_string(),
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--protected-mode",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("redis-server exited early: {status}");
+            }
+            if self.cli(&["PING"]).trim() == "PONG" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer on {}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        self.child = Some(child);
+    }
+
+    /// Kills it (as a crash would); `restart` brings it back with its data.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `redis-cli -p PORT ARGS…`, its output (empty when Redis is down).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(find("redis-cli"))
+            .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
+            .args(args)
+            .stderr(Stdio::null())
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
