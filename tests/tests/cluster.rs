@@ -359,13 +359,14 @@ async fn redis_leases_are_exclusive_and_only_their_holder_renews_or_releases_the
     use gatehouse_acme::storage::{LockToken, Storage, StoreEvent};
     use gatehouse_acme::RedisStorage;
     let redis = Redis::start();
-    let open = || {
-        RedisStorage::open(&redis.url(), "t:", None, redis.url()).expect("open")
-    };
+    let open = || RedisStorage::open(&redis.url(), "t:", None, redis.url()).expect("open");
     let (a, b) = (open(), open());
     let ttl = Duration::from_millis(800);
     let ta = a.lock("x", ttl).await.expect("redis").expect("free");
-    assert!(b.lock("x", ttl).await.expect("redis").is_none(), "held by a");
+    assert!(
+        b.lock("x", ttl).await.expect("redis").is_none(),
+        "held by a"
+    );
     // A token that is not the holder's neither renews nor releases it.
     let forged = LockToken {
         name: "x".into(),
@@ -373,31 +374,101 @@ async fn redis_leases_are_exclusive_and_only_their_holder_renews_or_releases_the
     };
     assert!(!b.renew(&forged, ttl).await.expect("redis"));
     b.unlock(&forged).await.expect("redis");
-    assert!(b.lock("x", ttl).await.expect("redis").is_none(), "still a's");
+    assert!(
+        b.lock("x", ttl).await.expect("redis").is_none(),
+        "still a's"
+    );
     assert!(a.renew(&ta, ttl).await.expect("redis"));
     // a stops renewing: once the lease runs out b takes it, and a's late renew and release change nothing.
     tokio::time::sleep(ttl + Duration::from_millis(300)).await;
-    let tb = b.lock("x", ttl).await.expect("redis").expect("expired lease taken over");
+    let tb = b
+        .lock("x", ttl)
+        .await
+        .expect("redis")
+        .expect("expired lease taken over");
     assert!(!a.renew(&ta, ttl).await.expect("redis"));
     a.unlock(&ta).await.expect("redis");
-    assert!(b.renew(&tb, ttl).await.expect("redis"), "b's lease survived a's release");
+    assert!(
+        b.renew(&tb, ttl).await.expect("redis"),
+        "b's lease survived a's release"
+    );
     b.unlock(&tb).await.expect("redis");
     assert!(a.lock("x", ttl).await.expect("redis").is_some(), "released");
 
     // Records, and the change another node hears of.
     let mut events = b.watch().expect("redis notifies");
     assert_eq!(events.recv().await, Some(StoreEvent::Resync), "subscribed");
-    a.store("certificates/s/bundle.pem", b"pem bytes").await.expect("store");
+    a.store("certificates/s/bundle.pem", b"pem bytes")
+        .await
+        .expect("store");
     let heard = tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await
         .expect("an event in time");
-    assert_eq!(heard, Some(StoreEvent::Stored("certificates/s/bundle.pem".into())));
     assert_eq!(
-        b.load("certificates/s/bundle.pem").await.expect("load").as_deref(),
+        heard,
+        Some(StoreEvent::Stored("certificates/s/bundle.pem".into()))
+    );
+    assert_eq!(
+        b.load("certificates/s/bundle.pem")
+            .await
+            .expect("load")
+            .as_deref(),
         Some(&b"pem bytes"[..])
     );
     a.delete("certificates/s/bundle.pem").await.expect("delete");
-    assert_eq!(b.load("certificates/s/bundle.pem").await.expect("load"), None);
-    assert!(a.load("bad key").await.is_err(), "keys with spaces are refused");
-    assert_eq!(redis.cli(&["GET", "t:certificates/s/bundle.pem"]).trim(), "", "under the prefix");
+    assert_eq!(
+        b.load("certificates/s/bundle.pem").await.expect("load"),
+        None
+    );
+    assert!(
+        a.load("bad key").await.is_err(),
+        "keys with spaces are refused"
+    );
+    assert_eq!(
+        redis.cli(&["GET", "t:certificates/s/bundle.pem"]).trim(),
+        "",
+        "under the prefix"
+    );
+}
+
+/// `rediss://` with a password and a private CA (`redis_ca`): the records go through; a wrong password, or
+/// the system's roots instead of the CA, is an unreachable store (logged, in the health), never a panic.
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_with_a_password_and_a_private_ca() {
+    use gatehouse_acme::storage::Storage;
+    use gatehouse_acme::RedisStorage;
+    let ca = TestCa::new("redis test CA");
+    let redis = Redis::start_tls(&ca, "s3cret");
+    let ca_pem = std::fs::read(ca.write_ca(redis.dir.path())).expect("ca");
+    let url = |pw: &str| format!("rediss://:{pw}@127.0.0.1:{}/0", redis.addr.port());
+    let good = RedisStorage::open(
+        &url("s3cret"),
+        "t:",
+        Some(ca_pem.clone()),
+        "rediss://…".into(),
+    )
+    .expect("open");
+    good.store("account.json", b"{}")
+        .await
+        .expect("store over TLS");
+    assert_eq!(
+        good.load("account.json").await.expect("load").as_deref(),
+        Some(&b"{}"[..])
+    );
+    assert!(good.health().reachable());
+
+    let wrong =
+        RedisStorage::open(&url("nope"), "t:", Some(ca_pem), "rediss://…".into()).expect("open");
+    assert!(
+        wrong.load("account.json").await.is_err(),
+        "a wrong password is refused"
+    );
+    assert!(!wrong.health().reachable());
+    let untrusted =
+        RedisStorage::open(&url("s3cret"), "t:", None, "rediss://…".into()).expect("open");
+    assert!(
+        untrusted.load("account.json").await.is_err(),
+        "the test CA is not a system root"
+    );
+    assert!(untrusted.health().last_error().is_some());
 }
