@@ -22,6 +22,18 @@ pub use backend::{Backend, Seen};
 pub use gatehouse::Gatehouse;
 
 /// A port on 127.0.0.1 that nothing listens on (bound, then released): connecting to it is refused.
+/// The path of a program a test needs from Debian's `package`: a test fails, never skips, without it
+/// (`tests/run.sh` installs it).
+pub fn installed(bin: &str, package: &str) -> std::path::PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let p = std::path::PathBuf::from(dir).join(bin);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{bin} not found: install the Debian package `{package}` (tests/run.sh does)");
+}
+
 pub fn dead_addr() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")

@@ -23,16 +23,6 @@ pub struct Pebble {
     ca: TestCa,
 }
 
-fn find(bin: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
-        let p = PathBuf::from(dir).join(bin);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{bin} not found: install the Debian package `pebble` (tests/run.sh does)");
-}
-
 fn wait_port(addr: SocketAddr, child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -61,7 +51,7 @@ impl Pebble {
         let dns_management: SocketAddr = format!("127.0.0.1:{}", crate::free_port())
             .parse()
             .expect("addr");
-        let mut dns = Command::new(find("pebble-challtestsrv"))
+        let mut dns = Command::new(crate::installed("pebble-challtestsrv", "pebble"))
             .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
             .args(["-management", &dns_management.to_string()])
@@ -88,7 +78,7 @@ impl Pebble {
         let config_path = dir.path().join("pebble.json");
         std::fs::write(&config_path, config).expect("pebble config");
         let log = std::fs::File::create(dir.path().join("pebble.log")).expect("log");
-        let mut pebble = Command::new(find("pebble"))
+        let mut pebble = Command::new(crate::installed("pebble", "pebble"))
             .arg("-config")
             .arg(&config_path)
             .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])

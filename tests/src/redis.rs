@@ -15,16 +15,6 @@ pub struct Redis {
     tls: Option<(PathBuf, PathBuf, String)>,
 }
 
-fn find(bin: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
-        let p = PathBuf::from(dir).join(bin);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{bin} not found: install the Debian package `redis-server` (tests/run.sh does)");
-}
-
 impl Redis {
     pub fn start() -> Redis {
         let addr: SocketAddr = format!("127.0.0.1:{}", crate::free_port())
@@ -65,7 +55,7 @@ impl Redis {
     /// Starts it (again) on the same port and data folder.
     pub fn restart(&mut self) {
         let port = self.addr.port().to_string();
-        let mut cmd = Command::new(find("redis-server"));
+        let mut cmd = Command::new(crate::installed("redis-server", "redis-server"));
         cmd.args(["--bind", "127.0.0.1"])
             .args([
                 "--save",
@@ -135,7 +125,7 @@ impl Redis {
 
     /// `redis-cli -p PORT ARGS…`, its output (empty when Redis is down).
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(find("redis-cli"))
+        let out = Command::new(crate::installed("redis-cli", "redis-tools"))
             .args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()])
             .args(args)
             .stderr(Stdio::null())
