@@ -1,7 +1,7 @@
 //! `basic_auth`: users with bcrypt or argon2 hashes. A check never blocks a worker: hashes are verified on
-//! tokio's blocking pool, at most two at once (a flood of wrong passwords queues instead of taking every
-//! core), and a user name that does not exist is verified against a real hash all the same, so timing does
-//! not tell which names exist. Credentials that verified are remembered for a while by a salted SHA-256 of
+//! tokio's blocking pool, at most two at once in the whole process (a flood of wrong passwords queues
+//! instead of taking every core), and a user name that does not exist is verified against a real hash all
+//! the same, so timing does not tell which names exist. Credentials that verified are remembered for a while by a salted SHA-256 of
 //! them (never the password itself), as Caddy does, so a browser sending them with every request costs one
 //! hash, not one bcrypt per request.
 
@@ -72,7 +72,13 @@ pub struct Users {
     forward: bool,
     salt: [u8; 32],
     verified: Cache<[u8; 32], ()>,
-    gate: Arc<Semaphore>,
+}
+
+/// Hash verifications running at once, for the whole process: every route with `basic_auth` (and every
+/// config generation) shares this one bound, so a flood of guesses spread over many routes still queues.
+fn gate() -> &'static Semaphore {
+    static GATE: std::sync::OnceLock<Semaphore> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| Semaphore::new(2))
 }
 
 impl Users {
@@ -100,7 +106,6 @@ impl Users {
                 .max_capacity(4096)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
-            gate: Arc::new(Semaphore::new(2)),
         })
     }
 
@@ -127,7 +132,7 @@ impl Users {
             Some(h) => (h.clone(), true),
             None => (self.decoy.clone(), false),
         };
-        let Ok(_permit) = self.gate.acquire().await else {
+        let Ok(_permit) = gate().acquire().await else {
             return false;
         };
         let ok = tokio::task::spawn_blocking(move || hash.verify(&password))
