@@ -95,9 +95,11 @@ async fn three_nodes_one_order(challenge: &str) {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let own = own_site(dir.path());
+    // Node 3 first: Pebble validates against it, and nodes 1 and 2 order as soon as they are up (started
+    // after them, node 3 could still be starting when Pebble connects).
+    let g3 = Gatehouse::start_raw(&cfg(2, &[], &own), nodes[2].http);
     let g1 = Gatehouse::start_raw(&cfg(0, &["shared.test"], ""), nodes[0].http);
     let g2 = Gatehouse::start_raw(&cfg(1, &["shared.test"], ""), nodes[1].http);
-    let g3 = Gatehouse::start_raw(&cfg(2, &[], &own), nodes[2].http);
     let client = pebble_client(&pebble).await;
     let first = served(nodes[0].https, "shared.test", &client, ISSUE)
         .await
