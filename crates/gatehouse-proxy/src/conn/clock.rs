@@ -114,12 +114,19 @@ impl Drop for ActiveRequest {
     }
 }
 
+/// How long an HTTP/1 keep-alive connection waits idle with hyper's buffers before it parks. Long enough that
+/// a client's next request in a burst (a page's assets, a keep-alive benchmark) finds the connection as it
+/// was; short enough that a connection held open between page views costs only its socket.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
+
 /// The client-side limits of a connection, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     idle_ms: u64,
     head_ms: u64,
     send_ms: u64,
+    /// Idle this long, a connection that can be parked is (0 = never: HTTP/2).
+    park_ms: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -128,6 +135,9 @@ pub enum Verdict {
     Wait(u64),
     /// No request in flight and none started for idle_timeout.
     Idle,
+    /// No request in flight, no bytes of one, nothing left to write, for [`PARK_AFTER`]: time to give back
+    /// the protocol's buffers and wait on the bare socket.
+    Park,
     /// A request head started arriving header_read_timeout ago and is still incomplete.
     SlowHead,
     /// The client has not read what was written to it for send_timeout.
@@ -140,7 +150,24 @@ impl Timeouts {
             idle_ms: idle.as_millis() as u64,
             head_ms: head.as_millis() as u64,
             send_ms: send.as_millis() as u64,
+            park_ms: 0,
         }
+    }
+
+    /// The same limits for a connection that parks when idle for [`PARK_AFTER`] (HTTP/1).
+    pub fn parking(self) -> Self {
+        Timeouts {
+            park_ms: PARK_AFTER.as_millis() as u64,
+            ..self
+        }
+    }
+
+    /// When a connection idle since `last_done_ms` reaches its idle timeout.
+    pub fn idle_deadline(&self, clock: &Clock) -> u64 {
+        clock
+            .last_done_ms
+            .load(Relaxed)
+            .saturating_add(self.idle_ms)
     }
 
     pub fn idle(&self) -> Duration {
@@ -152,10 +179,29 @@ impl Timeouts {
     }
 
     pub fn first_check(&self) -> Duration {
-        Duration::from_millis(self.idle_ms.min(self.head_ms).min(self.send_ms).max(1))
+        Duration::from_millis(self.busy_wait(self.send_ms).max(1))
+    }
+
+    /// How long the watchdog sleeps while a request runs (a parking connection: at most [`PARK_AFTER`]).
+    fn busy_wait(&self, send_wait: u64) -> u64 {
+        let wait = self.idle_ms.min(self.head_ms).min(send_wait);
+        if self.park_ms > 0 {
+            wait.min(self.park_ms)
+        } else {
+            wait
+        }
     }
 
     pub fn check(&self, clock: &Clock, now: u64) -> Verdict {
+        match self.verdict(clock, now) {
+            // A parking connection looks at least every PARK_AFTER, so that it parks about that long after
+            // its last request whatever it was doing before (a slow head, a long response).
+            Verdict::Wait(ms) if self.park_ms > 0 => Verdict::Wait(ms.min(self.park_ms)),
+            v => v,
+        }
+    }
+
+    fn verdict(&self, clock: &Clock, now: u64) -> Verdict {
         let blocked = clock.write_blocked_ms.load(Relaxed);
         let send_wait = if blocked != 0 {
             let waited = now.saturating_sub(blocked);
@@ -167,7 +213,7 @@ impl Timeouts {
             self.send_ms
         };
         if clock.busy() {
-            return Verdict::Wait(self.idle_ms.min(self.head_ms).min(send_wait).max(10));
+            return Verdict::Wait(self.busy_wait(send_wait).max(10));
         }
         let head = clock.head_started_ms.load(Relaxed);
         if head != 0 {
@@ -181,6 +227,10 @@ impl Timeouts {
         let idle = now.saturating_sub(clock.last_done_ms.load(Relaxed));
         if idle >= self.idle_ms {
             Verdict::Idle
+        } else if self.park_ms > 0 && idle >= self.park_ms && blocked == 0 {
+            Verdict::Park
+        } else if self.park_ms > idle {
+            Verdict::Wait((self.park_ms - idle).min(self.idle_ms - idle).max(10))
         } else {
             Verdict::Wait((self.idle_ms - idle).max(10))
         }
@@ -256,6 +306,41 @@ mod tests {
             matches!(t.check(&c.clock, 6000), Verdict::Wait(_)),
             "a write that moved resets it"
         );
+    }
+
+    #[test]
+    fn an_idle_http1_connection_parks_after_park_after_and_only_then() {
+        let t = Timeouts::new(
+            Duration::from_secs(65),
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        );
+        let park = PARK_AFTER.as_millis() as u64;
+        let c = conn();
+        let start = c.clock.last_done_ms.load(Relaxed);
+        // Not parking (HTTP/2): idle goes straight to Idle, with no Park on the way.
+        assert_eq!(
+            t.check(&c.clock, start + park + 5),
+            Verdict::Wait(65_000 - park - 5)
+        );
+        let p = t.parking();
+        assert_eq!(p.check(&c.clock, start + 200), Verdict::Wait(park - 200));
+        assert_eq!(p.check(&c.clock, start + park), Verdict::Park);
+        assert_eq!(
+            p.check(&c.clock, start + 65_000),
+            Verdict::Idle,
+            "the idle timeout still wins"
+        );
+        // Never under a request, a head or a blocked write; and it looks again within PARK_AFTER.
+        let busy = ActiveRequest::new(c.clone());
+        assert_eq!(p.check(&c.clock, start + 10 * park), Verdict::Wait(park));
+        drop(busy);
+        let now = c.clock.last_done_ms.load(Relaxed);
+        c.clock.head_bytes();
+        assert!(matches!(p.check(&c.clock, now + park), Verdict::Wait(ms) if ms <= park));
+        c.clock.head_started_ms.store(0, Relaxed);
+        c.clock.write_blocked_ms.store(now, Relaxed);
+        assert!(matches!(p.check(&c.clock, now + park), Verdict::Wait(_)));
     }
 
     #[test]

@@ -14,15 +14,38 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
 /// What the scanner found, for the requests to read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FramingFlag {
     /// 1 + the index of the first head with both framing headers; 0 = none.
     ambiguous_from: AtomicU32,
     /// The connection was upgraded: its bytes are no longer HTTP.
     tunnel: AtomicBool,
+    /// Every byte read so far belongs to whole messages (no head or body under way): where a connection
+    /// may park. False once the bytes stop making sense.
+    between: AtomicBool,
+}
+
+impl Default for FramingFlag {
+    fn default() -> Self {
+        FramingFlag {
+            ambiguous_from: AtomicU32::new(0),
+            tunnel: AtomicBool::new(false),
+            between: AtomicBool::new(true),
+        }
+    }
 }
 
 impl FramingFlag {
+    /// Whether the bytes read so far end where a message ends (see [`HeadScan::between_messages`]).
+    pub fn between_messages(&self) -> bool {
+        self.between.load(Relaxed)
+    }
+
+    /// What the scanner says after the latest read.
+    pub fn set_between_messages(&self, between: bool) {
+        self.between.store(between, Relaxed);
+    }
+
     /// Head `index` (0 = the first on the connection) had both framing headers.
     pub fn mark(&self, index: u32) {
         let _ = self
@@ -114,6 +137,11 @@ impl Default for HeadScan {
 }
 
 impl HeadScan {
+    /// The bytes fed so far end exactly where a message ends: no head, body or chunk is under way.
+    pub fn between_messages(&self) -> bool {
+        matches!(self.state, State::Head) && !self.started && self.line_len == 0
+    }
+
     /// Feeds the bytes read from the client, in order; `max_target` bounds the request line.
     pub fn feed(&mut self, bytes: &[u8], max_target: usize) -> Found {
         let mut found = Found::Nothing;
@@ -296,6 +324,27 @@ impl HeadScan {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn between_messages_only_at_a_message_boundary() {
+        let mut s = HeadScan::default();
+        assert!(s.between_messages());
+        s.feed(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n", 8192);
+        assert!(!s.between_messages(), "mid-head");
+        s.feed(b"\r\nab", 8192);
+        assert!(!s.between_messages(), "mid-body");
+        s.feed(b"cd", 8192);
+        assert!(s.between_messages());
+        s.feed(
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+            8192,
+        );
+        assert!(!s.between_messages(), "mid-chunks");
+        s.feed(b"0\r\n\r\n", 8192);
+        assert!(s.between_messages());
+        s.feed(b"G", 8192);
+        assert!(!s.between_messages(), "a new head's first byte");
+    }
+
     use super::*;
 
     fn scan(parts: &[&[u8]]) -> Vec<Found> {

@@ -13,10 +13,12 @@ mod drain;
 mod framing;
 mod peer;
 
-pub use clock::{ActiveRequest, Clock, Timeouts, Verdict};
+pub use clock::{ActiveRequest, Clock, Timeouts, Verdict, PARK_AFTER};
 pub use drain::{TrackGuard, Tracker};
 pub use framing::{Found, FramingFlag, HeadScan};
 pub use peer::{Peer, Scheme, TlsFacts};
+
+use std::sync::atomic::AtomicBool;
 
 /// A client connection, shared (`Arc`) by its serving task, its requests and any tunnel it became. It
 /// holds the connection's drain unit, so a graceful shutdown waits for whichever of them ends last.
@@ -25,6 +27,9 @@ pub struct Conn {
     pub peer: Peer,
     pub clock: Clock,
     pub framing: FramingFlag,
+    /// The connection is being parked: its socket wrapper reads nothing more and does not shut the socket,
+    /// so hyper's connection ends idle and hands the socket back (see `listener/serve.rs`).
+    pub parking: AtomicBool,
     _open: TrackGuard,
     /// Whatever else must be held while the connection lives (its units of connection limits).
     _held: Box<dyn std::any::Any + Send + Sync>,
@@ -45,6 +50,7 @@ impl Conn {
             peer,
             clock: Clock::new(),
             framing: FramingFlag::default(),
+            parking: AtomicBool::new(false),
             _open: open,
             _held: held,
         }

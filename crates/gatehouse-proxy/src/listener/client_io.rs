@@ -4,6 +4,10 @@
 //! ([`crate::conn::HeadScan`]: heads with both Content-Length and Transfer-Encoding, pipelined ones too; a
 //! request line over `max_request_target`, answered 414 here before hyper would say 431). HTTP/2 connections
 //! (client preface `PRI `) are left to the idle clock and hyper, since their bytes are frames, not heads.
+//!
+//! It also lets an idle HTTP/1 connection *park* (see `serve.rs`): while [`Conn::parking`] is set it reads
+//! nothing more (hyper sees the end of input and ends idle) and does not shut the socket, so the wrapper comes
+//! back whole from hyper; [`ClientIo::poll_wake`] then waits on the bare socket for the next request.
 
 use crate::conn::{Conn, Found, HeadScan};
 use bytes::{Buf, Bytes};
@@ -50,7 +54,11 @@ impl<S> ClientIo<S> {
         if self.h2 || self.conn.framing.is_tunnel() {
             return false;
         }
-        match self.scan.feed(bytes, self.max_target) {
+        let found = self.scan.feed(bytes, self.max_target);
+        self.conn
+            .framing
+            .set_between_messages(self.scan.between_messages());
+        match found {
             Found::Nothing => false,
             Found::Ambiguous(head) => {
                 self.conn.framing.mark(head);
@@ -70,14 +78,58 @@ impl<S> ClientIo<S> {
     }
 }
 
-impl ClientIo<TcpStream> {
+impl<S: AsyncRead + Unpin> ClientIo<S> {
+    /// Puts back bytes hyper had read and not used (its read buffer when it handed the socket back): they
+    /// come first again, and were scanned already.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.prefix = Some(match self.prefix.take() {
+            Some(rest) if !rest.is_empty() => {
+                let mut all = bytes::BytesMut::with_capacity(bytes.len() + rest.len());
+                all.extend_from_slice(&bytes);
+                all.extend_from_slice(&rest);
+                all.freeze()
+            }
+            _ => bytes,
+        });
+    }
+
+    /// A parked connection's wait: ready with `true` once bytes of the next request arrived (read here,
+    /// through TLS when there is TLS, into a buffer just their size, and handed to the next hyper connection
+    /// first), `false` when the client closed. Nothing but the socket (and its TLS session) is held while
+    /// this is pending.
+    pub fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
+        if self.prefix.as_ref().is_some_and(|p| !p.is_empty()) || self.refusal.is_some() {
+            return Poll::Ready(Ok(true));
+        }
+        let mut buf = [0u8; 4096];
+        let mut read = ReadBuf::new(&mut buf);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(())) => {
+                let got = read.filled();
+                self.conn.clock.head_bytes();
+                if !self.scan(got) {
+                    self.prefix = Some(Bytes::copy_from_slice(got));
+                }
+                Poll::Ready(Ok(true))
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> ClientIo<S> {
     /// Reads the first bytes of the connection to tell HTTP/2 (prior knowledge) from HTTP/1.
     /// Returns the wrapped socket and whether it speaks HTTP/2; `None` if the client closed first.
     pub async fn accept(
-        mut inner: TcpStream,
+        mut inner: S,
         conn: Arc<Conn>,
         max_target: usize,
-    ) -> std::io::Result<Option<(ClientIo, bool)>> {
+    ) -> std::io::Result<Option<(ClientIo<S>, bool)>> {
         use tokio::io::AsyncReadExt;
         let mut buf = [0u8; 16];
         let mut n = 0;
@@ -110,6 +162,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
+        if this.conn.parking.load(std::sync::atomic::Ordering::Relaxed) {
+            // Being parked: what the client sends next waits in the socket for the next hyper connection.
+            return Poll::Ready(Ok(()));
+        }
         if let Some(refusal) = this.refusal.as_mut() {
             // Send the refusal, then end the read side: hyper sees the client close mid-head.
             while refusal.has_remaining() {
@@ -194,6 +250,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.conn.parking.load(std::sync::atomic::Ordering::Relaxed) {
+            // hyper ended because we parked it: the socket lives on.
+            return Pin::new(&mut self.inner).poll_flush(cx);
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

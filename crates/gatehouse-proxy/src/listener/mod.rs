@@ -12,6 +12,7 @@
 //! which is one concern (a listener and the connections it accepts).
 
 pub mod client_io;
+pub mod client_stream;
 pub mod proxy_header;
 pub mod serve;
 pub mod set;
@@ -27,6 +28,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// Client connections that parked or closed since the process started: what the binary's memory trimmer
+/// watches (`gatehouse/src/memory.rs`): after many, the allocator holds freed buffers worth giving back.
+static RELEASED: AtomicU64 = AtomicU64::new(0);
+
+/// See [`RELEASED`].
+pub fn connections_released() -> u64 {
+    RELEASED.load(Relaxed)
+}
+
+fn released() {
+    RELEASED.fetch_add(1, Relaxed);
+}
 
 /// Binds a listening socket. SO_REUSEADDR lets a restarted Gatehouse bind at once over TIME_WAIT sockets.
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -81,6 +95,8 @@ pub struct Limit {
     pub accepted: AtomicU64,
     /// Connections open now.
     pub open: AtomicUsize,
+    /// Of those, idle HTTP/1 connections parked on their bare socket (no hyper state held).
+    pub parked: AtomicUsize,
     /// `max_conns_per_ip`, counted after the PROXY header (the real client) and before TLS.
     pub per_ip: Arc<gatehouse_policy::conn_limit::PerIpLimit>,
 }
@@ -100,6 +116,7 @@ impl Limit {
             logged_ms: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             open: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
             per_ip: Arc::new(gatehouse_policy::conn_limit::PerIpLimit::new(0)),
         }
     }

@@ -11,24 +11,50 @@
 //! keep-alive connection).
 
 use super::client_io::ClientIo;
+use super::client_stream::ClientStream;
 use super::{ListenerContext, Permits};
-use crate::conn::{Conn, Peer, Timeouts, TlsFacts, Verdict};
+use crate::conn::{ActiveRequest, Conn, Peer, Timeouts, TlsFacts, Verdict};
 use crate::phases;
 use gatehouse_balance::now_ms;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-pub async fn serve_connection(
+pub fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    permits: Permits,
+) -> impl std::future::Future<Output = ()> + Send {
+    // Setting up (PROXY header, limits, TLS handshake, the first bytes) runs boxed and is gone before the
+    // first request: the task keeps only what serving needs, which is what an idle connection costs. (A plain
+    // fn, so that the task does not also keep this function's arguments.)
+    let set_up = Box::pin(set_up(stream, addr, ctx.clone(), permits));
+    async move {
+        let _released = Released;
+        let Some((io, h2, conn, protocols)) = set_up.await else {
+            return;
+        };
+        protocols.serve(io, h2, conn, &ctx).await
+    }
+}
+
+/// What a served connection starts with: its socket wrapped, whether it speaks HTTP/2, its facts, its
+/// protocol settings.
+type SetUp = (Box<ClientIo<ClientStream>>, bool, Arc<Conn>, Protocols);
+
+async fn set_up(
     mut stream: TcpStream,
     addr: SocketAddr,
     ctx: Arc<ListenerContext>,
     permits: Permits,
-) {
+) -> Option<SetUp> {
     let open = ctx.tracker.open();
     let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
@@ -59,14 +85,14 @@ pub async fn serve_connection(
             Ok(None) => {}
             Err(e) => {
                 tracing::debug!(peer = %addr, error = %e, "closing: the listener expects a PROXY header");
-                return;
+                return None;
             }
         }
     }
     // One client's share of the listener, before any TLS work.
     let mut permits = permits;
     if !ctx.limit.admit(addr.ip(), &mut permits, &ctx.settings.name) {
-        return;
+        return None;
     }
     // The listener's own settings, fixed when its accept loops started: never another kind's.
     let name = ctx.settings.name.clone();
@@ -80,16 +106,13 @@ pub async fn serve_connection(
                 held,
             ));
             // A client that connects and sends nothing is idle: it gets idle_timeout to start.
-            match tokio::time::timeout(
-                timeouts.idle(),
-                ClientIo::accept(stream, conn.clone(), max_target),
-            )
-            .await
-            {
-                Ok(Ok(Some((io, h2)))) => protocols.serve(io, h2, conn, &ctx).await,
-                Ok(Ok(None)) | Err(_) => {}
+            let first = ClientIo::accept(ClientStream::Plain(stream), conn.clone(), max_target);
+            match tokio::time::timeout(timeouts.idle(), first).await {
+                Ok(Ok(Some((io, h2)))) => Some((Box::new(io), h2, conn, protocols)),
+                Ok(Ok(None)) | Err(_) => None,
                 Ok(Err(e)) => {
-                    tracing::debug!(peer = %addr, error = %e, "client connection failed before its first request")
+                    tracing::debug!(peer = %addr, error = %e, "client connection failed before its first request");
+                    None
                 }
             }
         }
@@ -99,18 +122,18 @@ pub async fn serve_connection(
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
-                    return;
+                    return None;
                 }
                 Err(_) => {
                     tracing::debug!(peer = %addr, "TLS handshake timed out");
-                    return;
+                    return None;
                 }
             };
             let session = tls.get_ref().1;
             let alpn = session.alpn_protocol();
             if alpn == Some(gatehouse_tls::alpn::ACME_TLS) {
                 // A TLS-ALPN-01 validator: the handshake was the whole exchange.
-                return;
+                return None;
             }
             let h2 = alpn == Some(gatehouse_tls::alpn::H2);
             let facts = TlsFacts {
@@ -130,14 +153,13 @@ pub async fn serve_connection(
                 open,
                 held,
             ));
-            protocols
-                .serve(
-                    ClientIo::new(tls, conn.clone(), h2, max_target),
-                    h2,
-                    conn,
-                    &ctx,
-                )
-                .await;
+            let io = Box::new(ClientIo::new(
+                ClientStream::Tls(Box::new(tls)),
+                conn.clone(),
+                h2,
+                max_target,
+            ));
+            Some((io, h2, conn, protocols))
         }
     }
 }
@@ -150,41 +172,155 @@ struct Protocols {
 }
 
 impl Protocols {
-    async fn serve<S>(&self, io: ClientIo<S>, h2: bool, conn: Arc<Conn>, ctx: &Arc<ListenerContext>)
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+    /// `io` comes boxed so that the task holds a pointer: hyper's connection takes it and hands it back
+    /// across parks, and the async fn would otherwise keep two copies of it in the task.
+    async fn serve(
+        &self,
+        mut io: Box<ClientIo<ClientStream>>,
+        h2: bool,
+        conn: Arc<Conn>,
+        ctx: &Arc<ListenerContext>,
+    ) {
         let svc = {
             let (ctx, conn) = (ctx.clone(), conn.clone());
             service_fn(move |req| {
+                // The request counts as in flight from the moment hyper hands it over, before its future
+                // first runs: a connection is never parked (nor its idle clock run) under a request.
+                let active = ActiveRequest::new(conn.clone());
                 let snap = ctx.snapshot.load_full();
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(phases::handle(snap, conn, req).await) }
+                async move { Ok::<_, Infallible>(phases::handle(snap, active, req).await) }
             })
         };
-        let io = TokioIo::new(io);
         if h2 {
-            let c = self.http2.serve_connection(io, svc);
+            // HTTP/2 keeps its connection state (streams, HPACK tables) for the connection's life: no parking.
+            let c = Box::pin(self.http2.serve_connection(TokioIo::new(io), svc));
             drive(c, |c| c.graceful_shutdown(), &conn, ctx, self.timeouts).await;
-        } else {
-            let c = self.http1.serve_connection(io, svc).with_upgrades();
-            drive(c, |c| c.graceful_shutdown(), &conn, ctx, self.timeouts).await;
+            return;
+        }
+        // HTTP/1: hyper's connection (its read and write buffers, its dispatcher) lives while requests come;
+        // idle for PARK_AFTER it ends without closing the socket, and the task waits on the bare socket until
+        // the next request starts a new one. Boxed, so the parked task is small.
+        let timeouts = self.timeouts.parking();
+        loop {
+            let mut c = Box::new(
+                self.http1
+                    .serve_connection(TokioIo::new(io), svc.clone())
+                    .with_upgrades(),
+            );
+            let ended = drive(
+                Pin::new(&mut *c),
+                |c| c.graceful_shutdown(),
+                &conn,
+                ctx,
+                timeouts,
+            )
+            .await;
+            if ended != Ended::Parked {
+                return;
+            }
+            // An upgraded connection has no parts: it lives on as a tunnel. (A block, so that the parts are
+            // not kept in the parked task.)
+            io = match c.into_parts() {
+                Some(parts) => {
+                    let mut io = parts.io.into_inner();
+                    io.unread(parts.read_buf);
+                    io
+                }
+                None => return,
+            };
+            conn.parking.store(false, Relaxed);
+            if !park(&mut *io, &conn, ctx, timeouts).await {
+                return;
+            }
         }
     }
 }
 
-/// Runs a hyper connection to its end beside the watchdog (idle and head clocks) and the shutdown signal.
-async fn drive<C>(
-    hyper_conn: C,
-    graceful: impl Fn(std::pin::Pin<&mut C>),
+/// Waits on a parked connection's bare socket: `true` when the next request's first bytes arrived, `false`
+/// when the connection is to close (the client closed, the idle timeout, a shutdown).
+async fn park<S>(
+    io: &mut ClientIo<S>,
     conn: &Conn,
     ctx: &ListenerContext,
     timeouts: Timeouts,
-) where
-    C: std::future::Future<Output = Result<(), hyper::Error>>,
+) -> bool
+where
+    S: tokio::io::AsyncRead + Unpin,
 {
     let peer = conn.peer.addr;
-    tokio::pin!(hyper_conn);
+    let mut shutdown = ctx.shutdown.clone();
+    if *shutdown.borrow() {
+        return false;
+    }
+    let _parked = ParkedGuard::new(&ctx.limit.parked);
+    super::released();
+    let left = timeouts.idle_deadline(&conn.clock).saturating_sub(now_ms());
+    let idle = tokio::time::sleep(Duration::from_millis(left));
+    tokio::select! {
+        woke = std::future::poll_fn(|cx| io.poll_wake(cx)) => match woke {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "parked client connection failed");
+                false
+            }
+        },
+        _ = idle => {
+            tracing::debug!(%peer, "closing idle connection");
+            false
+        }
+        // A graceful shutdown closes parked connections at once: nothing is in flight on them.
+        _ = shutdown.changed() => false,
+    }
+}
+
+/// Counts the connection as released when its task ends.
+struct Released;
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        super::released();
+    }
+}
+
+/// Counts a listener's parked connections while one waits.
+struct ParkedGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> ParkedGuard<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Relaxed);
+        ParkedGuard(count)
+    }
+}
+
+impl Drop for ParkedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// How a hyper connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Closed, failed, cut by a clock or upgraded.
+    Done,
+    /// Ended idle because the watchdog parked it: the socket is open and is to be waited on.
+    Parked,
+}
+
+/// Runs a hyper connection to its end beside the watchdog (idle, head and park clocks) and the shutdown
+/// signal.
+async fn drive<C>(
+    mut hyper_conn: Pin<C>,
+    graceful: impl Fn(Pin<&mut C::Target>),
+    conn: &Conn,
+    ctx: &ListenerContext,
+    timeouts: Timeouts,
+) -> Ended
+where
+    C: std::ops::DerefMut,
+    C::Target: std::future::Future<Output = Result<(), hyper::Error>>,
+{
+    let peer = conn.peer.addr;
     let mut shutdown = ctx.shutdown.clone();
     let mut closing = *shutdown.borrow();
     if closing {
@@ -197,32 +333,49 @@ async fn drive<C>(
             res = hyper_conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                    return Ended::Done;
                 }
-                break;
+                return if conn.parking.load(Relaxed) && !closing { Ended::Parked } else { Ended::Done };
             }
             _ = shutdown.changed(), if !closing => {
                 closing = true;
+                conn.parking.store(false, Relaxed);
                 graceful(hyper_conn.as_mut());
             }
             _ = &mut watchdog => match timeouts.check(&conn.clock, now_ms()) {
                 Verdict::Wait(ms) => watchdog.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(ms)),
+                Verdict::Park => {
+                    if closing || conn.parking.load(Relaxed) || !conn.framing.between_messages() {
+                        // Parking already (hyper is ending, or a graceful close is on its way), or a request
+                        // body is still arriving after its answer: hyper is not idle, so not now.
+                        watchdog.as_mut().reset(tokio::time::Instant::now() + timeouts.first_check());
+                        continue;
+                    }
+                    // Nothing in flight (hyper's requests count from the moment they are handed over), no
+                    // bytes of a message under way, nothing left to write: hyper is idle, so a graceful
+                    // shutdown ends it at once, without a `Connection: close` on any response.
+                    conn.parking.store(true, Relaxed);
+                    graceful(hyper_conn.as_mut());
+                    watchdog.as_mut().reset(tokio::time::Instant::now() + timeouts.first_check());
+                }
                 Verdict::Idle => {
                     if closing {
                         // A graceful close that does not finish (a client that never reads): stop waiting.
-                        break;
+                        return Ended::Done;
                     }
                     tracing::debug!(%peer, "closing idle connection");
                     closing = true;
+                    conn.parking.store(false, Relaxed);
                     graceful(hyper_conn.as_mut());
                     watchdog.as_mut().reset(tokio::time::Instant::now() + timeouts.idle());
                 }
                 Verdict::SlowHead => {
                     tracing::debug!(%peer, "request head not received within header_read_timeout; closing");
-                    break;
+                    return Ended::Done;
                 }
                 Verdict::SlowReader => {
                     tracing::debug!(%peer, "the client read nothing for send_timeout; closing");
-                    break;
+                    return Ended::Done;
                 }
             },
         }

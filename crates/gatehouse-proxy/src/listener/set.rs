@@ -109,6 +109,8 @@ pub struct ListenerStatus {
     pub stream: bool,
     pub accepted: u64,
     pub open: usize,
+    /// Of the open ones, idle HTTP/1 connections parked on their bare socket.
+    pub parked: usize,
     /// Connections refused by `max_conns_per_ip`, ever.
     pub refused_per_ip: u64,
 }
@@ -204,6 +206,7 @@ impl ListenerSet {
                 stream: b.wanted.kind == Kind::Stream,
                 accepted: b.limit.accepted.load(Relaxed),
                 open: b.limit.open.load(Relaxed),
+                parked: b.limit.parked.load(Relaxed),
                 refused_per_ip: b.limit.per_ip.refused(),
             })
             .collect()

@@ -21,7 +21,7 @@ pub mod send;
 pub mod tunnel;
 
 use crate::body::{ClientBody, ResponseBody};
-use crate::conn::{ActiveRequest, Conn};
+use crate::conn::ActiveRequest;
 use crate::context::{HeadFields, RequestCtx, RequestId};
 use crate::error::{status_response, ProxyError};
 use crate::exchange::Exchange;
@@ -38,14 +38,10 @@ use tower::ServiceExt;
 /// Serves one request on the snapshot current at its start. Never fails: every error becomes an answer.
 pub async fn handle(
     snap: Arc<Snapshot>,
-    conn: Arc<Conn>,
+    active: ActiveRequest,
     req: Request<Incoming>,
 ) -> Response<ClientBody> {
-    let mut ctx = RequestCtx::new(
-        ActiveRequest::new(conn),
-        req.method().clone(),
-        req.version(),
-    );
+    let mut ctx = RequestCtx::new(active, req.method().clone(), req.version());
     // The request id: the client's when it sent a valid one (a front proxy's, a tracing header), else ours;
     // it goes upstream, back to the client, and into the log.
     if let Some(v) = req

@@ -1,0 +1,276 @@
+//! Parked keep-alive connections: an idle HTTP/1 connection gives back hyper's buffers and waits on its bare
+//! socket (`listener/serve.rs`). What that must not break: pipelined requests after a park, bytes read
+//! while parked, requests that arrive just as the connection parks, TLS connections, the idle timeout, and a
+//! graceful shutdown (which closes parked connections at once).
+
+use gatehouse_e2e::admin::Admin;
+use gatehouse_e2e::tls::{connect, TestCa};
+use gatehouse_e2e::{eventually, Gatehouse};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Two routes with bodies of different lengths, so the order of pipelined answers shows.
+fn config(server: &str, admin: &Admin) -> String {
+    format!(
+        "[server]\n{}{server}\n[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/a\"\n  respond = \"alpha\"\n  [[site.route]]\n  path = \"/b\"\n  respond = \"bravo-b\"\n",
+        admin.server_keys()
+    )
+}
+
+fn req(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n")
+}
+
+/// Reads `n` whole responses (they carry Content-Length) and returns them, head and body.
+async fn responses<S: AsyncRead + Unpin>(s: &mut S, n: usize) -> Vec<String> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while out.len() < n {
+        // Cut complete responses off the front.
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().expect("content-length"))
+                .expect("a content-length");
+            if buf.len() >= end + 4 + len {
+                let whole: Vec<u8> = buf.drain(..end + 4 + len).collect();
+                out.push(String::from_utf8_lossy(&whole).into_owned());
+                continue;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut chunk)).await {
+            Ok(Ok(0)) => panic!("closed after {} of {n} responses: {out:?}", out.len()),
+            Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
+            Ok(Err(e)) => panic!("read failed after {} of {n} responses: {e}", out.len()),
+            Err(_) => panic!("timed out after {} of {n} responses: {out:?}", out.len()),
+        }
+    }
+    assert!(buf.is_empty(), "more than {n} responses");
+    out
+}
+
+/// A 200 with `body` that keeps the connection open.
+fn assert_ok(resp: &str, body: &str) {
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with(body), "expected {body:?}: {resp}");
+    assert!(
+        !resp.to_lowercase().contains("connection: close"),
+        "keep-alive lost: {resp}"
+    );
+}
+
+async fn parked(admin: &Admin) -> u64 {
+    admin.status().await["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .filter_map(|l| l["parked_connections"].as_u64())
+        .sum()
+}
+
+async fn wait_parked(admin: &Admin, n: u64) {
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            parked(admin).await == n
+        })
+        .await,
+        "expected {n} parked connections, have {}",
+        parked(admin).await
+    );
+}
+
+async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Option<Duration> {
+    let t = Instant::now();
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(limit, s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Some(t.elapsed()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_requests_and_split_requests_are_served_across_a_park() {
+    let admin = Admin::on_free_port(None);
+    let g = Gatehouse::start(&config("", &admin));
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(req("/a").as_bytes()).await.unwrap();
+    assert_ok(&responses(&mut s, 1).await[0], "alpha");
+    wait_parked(&admin, 1).await;
+
+    // Three pipelined requests in one write wake the parked connection: all answered, in order.
+    let three = format!("{}{}{}", req("/b"), req("/a"), req("/b"));
+    s.write_all(three.as_bytes()).await.unwrap();
+    let got = responses(&mut s, 3).await;
+    assert_ok(&got[0], "bravo-b");
+    assert_ok(&got[1], "alpha");
+    assert_ok(&got[2], "bravo-b");
+    wait_parked(&admin, 1).await;
+
+    // A request in pieces: the bytes the parked wait reads are kept for the next hyper connection.
+    let r = req("/b");
+    let (first, rest) = r.as_bytes().split_at(9);
+    s.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(parked(&admin).await, 0, "woken by its first bytes");
+    s.write_all(rest).await.unwrap();
+    assert_ok(&responses(&mut s, 1).await[0], "bravo-b");
+
+    // Parked again, a request plus the start of the next one, then the rest of it.
+    wait_parked(&admin, 1).await;
+    let both = format!("{}GET /a HT", req("/b"));
+    s.write_all(both.as_bytes()).await.unwrap();
+    assert_ok(&responses(&mut s, 1).await[0], "bravo-b");
+    s.write_all(b"TP/1.1\r\nHost: example.com\r\n\r\n")
+        .await
+        .unwrap();
+    assert_ok(&responses(&mut s, 1).await[0], "alpha");
+    assert!(
+        !g.logs().contains("panicked"),
+        "no panic in the logs:\n{}",
+        g.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_arriving_as_connections_park_are_answered_with_keep_alive() {
+    let admin = Admin::on_free_port(None);
+    let g = Gatehouse::start(&config("", &admin));
+    // 48 connections whose second request comes 900..1,370 ms after their first answer: about when the
+    // watchdog parks them (1 s after the last request), so some arrive just before, during and after.
+    let mut tasks = Vec::new();
+    for i in 0..48u64 {
+        let addr = g.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(req("/a").as_bytes()).await.unwrap();
+            assert_ok(&responses(&mut s, 1).await[0], "alpha");
+            tokio::time::sleep(Duration::from_millis(900 + i * 10)).await;
+            s.write_all(format!("{}{}", req("/b"), req("/a")).as_bytes())
+                .await
+                .unwrap();
+            let got = responses(&mut s, 2).await;
+            assert_ok(&got[0], "bravo-b");
+            assert_ok(&got[1], "alpha");
+            s.write_all(req("/b").as_bytes()).await.unwrap();
+            assert_ok(&responses(&mut s, 1).await[0], "bravo-b");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("a connection lost a request");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_connections_park_and_wake() {
+    let admin = Admin::on_free_port(None);
+    let ca = TestCa::new("Parking CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.issue_files(dir.path(), "site", &["example.com"]);
+    let port = gatehouse_e2e::free_port();
+    let cfg = format!(
+        "[server]\n{}\n[[listener]]\nname = \"https\"\nbind = \"127.0.0.1:{port}\"\ntls = true\n[[site]]\nhosts = [\"example.com\"]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n  [[site.route]]\n  path = \"/a\"\n  respond = \"alpha\"\n",
+        admin.server_keys(),
+        cert.display(),
+        key.display()
+    );
+    let _g = Gatehouse::start_raw(&cfg, format!("127.0.0.1:{port}").parse().unwrap());
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = ca.client(
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+        &[b"http/1.1"],
+    );
+    let mut s = connect(addr, "example.com", client).await.unwrap();
+    for _ in 0..3 {
+        s.write_all(req("/a").as_bytes()).await.unwrap();
+        assert_ok(&responses(&mut s, 1).await[0], "alpha");
+        wait_parked(&admin, 1).await;
+    }
+    // Pipelined over TLS after a park.
+    let two = format!("{}{}", req("/a"), req("/a"));
+    s.write_all(two.as_bytes()).await.unwrap();
+    let got = responses(&mut s, 2).await;
+    assert_ok(&got[0], "alpha");
+    assert_ok(&got[1], "alpha");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_idle_timeout_still_closes_a_parked_connection() {
+    let admin = Admin::on_free_port(None);
+    let g = Gatehouse::start(&config("idle_timeout = \"2500ms\"", &admin));
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(req("/a").as_bytes()).await.unwrap();
+    assert_ok(&responses(&mut s, 1).await[0], "alpha");
+    let answered = Instant::now();
+    wait_parked(&admin, 1).await;
+    assert!(
+        closed_within(&mut s, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a parked connection outlived idle_timeout"
+    );
+    let after = answered.elapsed();
+    assert!(
+        after >= Duration::from_millis(2300) && after < Duration::from_millis(4500),
+        "closed {after:?} after its last answer, idle_timeout is 2.5 s"
+    );
+    wait_parked(&admin, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_closes_parked_connections_at_once() {
+    let admin = Admin::on_free_port(None);
+    let mut g = Gatehouse::start(&config("grace_period = \"30s\"", &admin));
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(g.addr).await.unwrap();
+        s.write_all(req("/a").as_bytes()).await.unwrap();
+        assert_ok(&responses(&mut s, 1).await[0], "alpha");
+        conns.push(s);
+    }
+    wait_parked(&admin, 20).await;
+    let t = Instant::now();
+    g.signal(15); // SIGTERM
+    let status = g.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some(), "still running 10 s after SIGTERM");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}: parked connections held the 30 s grace period",
+        t.elapsed()
+    );
+    for s in &mut conns {
+        assert!(closed_within(s, Duration::from_secs(2)).await.is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_connection_does_not_park_and_h2_never_does() {
+    let admin = Admin::on_free_port(None);
+    let g = Gatehouse::start(&config("", &admin));
+    // A request head trickling in is not idle: the connection is not parked under it.
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    s.write_all(b"GET /a HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(parked(&admin).await, 0, "parked in the middle of a head");
+    s.write_all(b"Host: example.com\r\n\r\n").await.unwrap();
+    assert_ok(&responses(&mut s, 1).await[0], "alpha");
+
+    // HTTP/2 (prior knowledge) keeps its state: idle, it is not parked, and still serves.
+    let client = gatehouse_e2e::client::h2c();
+    let url = g.url("/a");
+    let r = gatehouse_e2e::client::send(&client, http::Method::GET, &url, &[], Default::default())
+        .await;
+    assert_eq!(r.status, 200);
+    wait_parked(&admin, 1).await; // the HTTP/1 connection above
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(parked(&admin).await, 1, "only the HTTP/1 connection parks");
+    let r = gatehouse_e2e::client::send(&client, http::Method::GET, &url, &[], Default::default())
+        .await;
+    assert_eq!(r.status, 200);
+    drop(s);
+}
