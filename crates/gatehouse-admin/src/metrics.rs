@@ -45,6 +45,7 @@ pub fn metrics(admin: &Admin) -> Response<Body> {
         for l in proxy.listeners() {
             let labels = ListenerLabels { listener: l.name };
             set_gauge(&g.connections_open.get_or_create(&labels), l.open);
+            set_gauge(&g.connections_parked.get_or_create(&labels), l.parked);
             set_counter(&g.connections_accepted.get_or_create(&labels), l.accepted);
             set_counter(
                 &g.connections_refused.get_or_create(&labels),

@@ -24,7 +24,7 @@ pub fn status(admin: &Admin) -> Value {
             json!({
                 "name": l.name, "bind": l.bind.to_string(), "local": l.local.to_string(),
                 "kind": if l.stream { "stream" } else if l.tls { "https" } else { "http" },
-                "open_connections": l.open, "accepted": l.accepted, "refused_per_ip": l.refused_per_ip,
+                "open_connections": l.open, "parked_connections": l.parked, "accepted": l.accepted, "refused_per_ip": l.refused_per_ip,
             })
         })
         .collect();

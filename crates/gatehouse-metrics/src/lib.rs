@@ -124,6 +124,7 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 pub struct StateGauges {
     pub connections_open: Family<ListenerLabels, Gauge>,
+    pub connections_parked: Family<ListenerLabels, Gauge>,
     pub connections_accepted: Family<ListenerLabels, Counter>,
     /// Refused by `max_conns_per_ip`.
     pub connections_refused: Family<ListenerLabels, Counter>,
@@ -270,6 +271,11 @@ impl Metrics {
             "gatehouse_client_connections_open",
             "Client connections open, by listener",
             g.connections_open.clone(),
+        );
+        r.register(
+            "gatehouse_client_connections_parked",
+            "Idle HTTP/1 client connections parked on their bare socket (no protocol buffers held), by listener",
+            g.connections_parked.clone(),
         );
         r.register(
             "gatehouse_client_connections_accepted",
@@ -461,6 +467,7 @@ impl Metrics {
     pub fn encode(&self, refresh: impl FnOnce(&StateGauges)) -> String {
         let g = &self.gauges;
         g.connections_open.clear();
+        g.connections_parked.clear();
         g.server_up.clear();
         g.server_in_flight.clear();
         g.server_admin_state.clear();

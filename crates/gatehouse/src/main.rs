@@ -4,6 +4,7 @@ mod acme;
 mod cli;
 mod ctl;
 mod logging;
+mod memory;
 mod observe;
 mod reload;
 mod run;
