@@ -837,13 +837,20 @@ def run_one(target, scn, duration, smoke, tmp):
 
 # --------------------------------------------------------------------------- idle connections
 
-def idle_test(target, count, timeout=120):
-    """RSS of the contender with `count` idle keep-alive client connections open."""
+# How long the idle connections sit before RSS is read: lazy frees and timers settle, and Gatehouse parks an
+# HTTP/1 connection 1 s after its last request (nginx frees its buffers at once, HAProxy when they empty).
+IDLE_SETTLE_S = 3.0
+
+
+def idle_test(target, count, mode="plain", timeout=120):
+    """RSS of the contender with `count` idle keep-alive client connections open (`mode`: plain HTTP/1.1,
+    HTTP/1.1 over TLS, or h2c)."""
+    port = {"plain": target.h1_port, "tls": target.tls_port, "h2": target.h2_port}[mode]
     pids = target.pids()
-    res = {"contender": target.name, "conns": count, "rss_before_kib": sum_kib(pids, "VmRSS"),
+    res = {"contender": target.name, "mode": mode, "conns": count, "rss_before_kib": sum_kib(pids, "VmRSS"),
            "pss_before_kib": pss_kib(pids)}
-    p = subprocess.Popen([sys.executable, os.path.join(HERE, "idle_conns.py"), str(target.h1_port), str(count),
-                          "--timeout", str(timeout), "--hold", "60"],
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "idle_conns.py"), str(port), str(count),
+                          "--mode", mode, "--timeout", str(timeout), "--hold", "60"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = read_line(p, timeout + 15)
@@ -855,7 +862,7 @@ def idle_test(target, count, timeout=120):
             res["error"] = f"idle_conns.py did not get ready: {line!r} {err}".strip()
             return res
         res["ok"], res["failed"], res["open_secs"] = int(m.group(1)), int(m.group(2)), float(m.group(3))
-        time.sleep(1.0)  # let the proxy settle (lazy frees, timers)
+        time.sleep(IDLE_SETTLE_S)
         pids = target.pids()
         res["rss_with_conns_kib"] = sum_kib(pids, "VmRSS")
         res["pss_with_conns_kib"] = pss_kib(pids)
@@ -1037,26 +1044,28 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
             why = (f" (not {params['idle_reduced_from']:,}: this machine's RLIMIT_NOFILE hard limit is "
                    f"{params['nofile']:,})")
         L.append(f"Memory with {n:,} idle keep-alive client connections{why} "
-                 f"(each made one `GET /`, then stays open):")
+                 f"(each made one `GET /`, then stays open; RSS read {IDLE_SETTLE_S:.0f} s after the last was set "
+                 f"up). plain = HTTP/1.1, tls = HTTP/1.1 over TLS, h2 = HTTP/2 prior knowledge (h2c):")
         L.append("")
-        L.append("| contender | RSS before MiB | RSS with conns MiB | KiB per conn | PSS before MiB "
+        L.append("| contender | connections | RSS before MiB | RSS with conns MiB | KiB per conn | PSS before MiB "
                  "| PSS with conns MiB | conns set up | still open |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in idle:
             kpc = f"{r['kib_per_conn']:.1f}" if r.get("kib_per_conn") is not None else "—"
-            L.append(f"| {DISPLAY[r['contender']]} | {fmt(r.get('rss_before_kib'), 'mib')} | "
+            L.append(f"| {DISPLAY[r['contender']]} | {r.get('mode', 'plain')} | {fmt(r.get('rss_before_kib'), 'mib')} | "
                      f"{fmt(r.get('rss_with_conns_kib'), 'mib')} | {kpc} | {fmt(r.get('pss_before_kib'), 'mib')} | "
                      f"{fmt(r.get('pss_with_conns_kib'), 'mib')} | {r.get('ok', '—')} | "
                      f"{r.get('alive_at_end', '—')} |")
         closed = [r for r in idle if r.get("ok") and r.get("alive_at_end") is not None and r["alive_at_end"] < r["ok"]]
         for r in closed:
             L.append("")
-            L.append(f"Note: {DISPLAY[r['contender']]} closed {r['ok'] - r['alive_at_end']} of the idle connections "
+            L.append(f"Note: {DISPLAY[r['contender']]} closed {r['ok'] - r['alive_at_end']} of the idle "
+                     f"{r.get('mode', 'plain')} connections "
                      f"before the end of the test (idle timeout or connection cap): its figures cover fewer connections.")
         for r in idle:
             if r.get("error"):
                 L.append("")
-                L.append(f"Note: {DISPLAY[r['contender']]}: {r['error']}.")
+                L.append(f"Note: {DISPLAY[r['contender']]} ({r.get('mode', 'plain')}): {r['error']}.")
     hwm = [r for r in runs if r.get("hwm_reset") is False]
     L.append("")
     L.append("CPU = utime+stime of all the contender's processes during the run (nginx: master + worker). "
@@ -1395,16 +1404,17 @@ def main(argv=None):
                     time.sleep(a.pause)
 
         if a.idle_conns:
-            for t in targets:
-                if t.name in dead:
-                    continue
-                log(f"bench: idle test {DISPLAY[t.name]}: {a.idle_conns} connections")
-                r = idle_test(t, a.idle_conns)
-                idle.append(r)
-                log(f"bench:   RSS {fmt(r.get('rss_before_kib'), 'mib')} -> {fmt(r.get('rss_with_conns_kib'), 'mib')}"
-                    f" MiB, ok {r.get('ok')}, still open {r.get('alive_at_end')}"
-                    + (f"  FAILED: {r['error']}" if "error" in r else ""))
-                time.sleep(a.pause)
+            for mode in ("plain", "tls", "h2"):
+                for t in targets:
+                    if t.name in dead or (mode == "tls" and not t.tls_port):
+                        continue
+                    log(f"bench: idle test {DISPLAY[t.name]}: {a.idle_conns} {mode} connections")
+                    r = idle_test(t, a.idle_conns, mode)
+                    idle.append(r)
+                    log(f"bench:   RSS {fmt(r.get('rss_before_kib'), 'mib')} -> "
+                        f"{fmt(r.get('rss_with_conns_kib'), 'mib')} MiB, ok {r.get('ok')}, still open "
+                        f"{r.get('alive_at_end')}" + (f"  FAILED: {r['error']}" if "error" in r else ""))
+                    time.sleep(a.pause)
 
         names = [t.name for t in targets]
         summ = summarize(runs, a.scenarios, names + ["direct"])
