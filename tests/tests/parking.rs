@@ -102,6 +102,13 @@ async fn pipelined_requests_and_split_requests_are_served_across_a_park() {
     s.write_all(req("/a").as_bytes()).await.unwrap();
     assert_ok(&responses(&mut s, 1).await[0], "alpha");
     wait_parked(&admin, 1).await;
+    let metrics = admin.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gatehouse_client_connections_parked{") && l.ends_with(" 1")),
+        "the parked connection in /metrics:\n{metrics}"
+    );
 
     // Three pipelined requests in one write wake the parked connection: all answered, in order.
     let three = format!("{}{}{}", req("/b"), req("/a"), req("/b"));
