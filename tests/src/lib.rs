@@ -21,7 +21,6 @@ pub mod tls;
 pub use backend::{Backend, Seen};
 pub use gatehouse::Gatehouse;
 
-/// A port on 127.0.0.1 that nothing listens on (bound, then released): connecting to it is refused.
 /// The path of a program a test needs from Debian's `package`: a test fails, never skips, without it
 /// (`tests/run.sh` installs it).
 pub fn installed(bin: &str, package: &str) -> std::path::PathBuf {
@@ -34,6 +33,7 @@ pub fn installed(bin: &str, package: &str) -> std::path::PathBuf {
     panic!("{bin} not found: install the Debian package `{package}` (tests/run.sh does)");
 }
 
+/// A port on 127.0.0.1 that nothing listens on (bound, then released): connecting to it is refused.
 pub fn dead_addr() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
@@ -78,4 +78,19 @@ pub async fn three_backends() -> (Backend, Backend, Backend) {
         Backend::start("b").await,
         Backend::start("c").await,
     )
+}
+
+/// Waits up to `limit` for the peer to close `s` (a read returns 0 or fails); returns how long it took, or
+/// `None` when it stayed open (or sent bytes).
+pub async fn closed_within<S>(s: &mut S, limit: std::time::Duration) -> Option<std::time::Duration>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(limit, s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Some(t.elapsed()),
+        _ => None,
+    }
 }

@@ -2,8 +2,8 @@
 //! against access rules, and signals that must not kill the process.
 
 use gatehouse_e2e::client::{get, raw};
-use gatehouse_e2e::{Backend, Gatehouse};
-use std::time::{Duration, Instant};
+use gatehouse_e2e::{closed_within, Backend, Gatehouse};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -23,16 +23,6 @@ async fn read_response(s: &mut TcpStream) -> String {
         .expect("response")
         .expect("read");
     String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-/// Waits for the server to close: read returns 0. Returns how long it took.
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
-    let t = Instant::now();
-    let mut buf = [0u8; 64];
-    match tokio::time::timeout(limit, s.read(&mut buf)).await {
-        Ok(Ok(0)) | Ok(Err(_)) => Some(t.elapsed()),
-        _ => None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@
 
 use gatehouse_e2e::admin::Admin;
 use gatehouse_e2e::tls::{connect, TestCa};
-use gatehouse_e2e::{eventually, Gatehouse};
+use gatehouse_e2e::{closed_within, eventually, Gatehouse};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -83,15 +83,6 @@ async fn wait_parked(admin: &Admin, n: u64) {
         "expected {n} parked connections, have {}",
         parked(admin).await
     );
-}
-
-async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Option<Duration> {
-    let t = Instant::now();
-    let mut buf = [0u8; 64];
-    match tokio::time::timeout(limit, s.read(&mut buf)).await {
-        Ok(Ok(0)) | Ok(Err(_)) => Some(t.elapsed()),
-        _ => None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
