@@ -120,9 +120,7 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
             }
         }
     }
-}
 
-impl<S: AsyncRead + Unpin> ClientIo<S> {
     /// Reads the first bytes of the connection to tell HTTP/2 (prior knowledge) from HTTP/1.
     /// Returns the wrapped socket and whether it speaks HTTP/2; `None` if the client closed first.
     pub async fn accept(
