@@ -324,6 +324,13 @@ impl HeadScan {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn scan(parts: &[&[u8]]) -> Vec<Found> {
+        let mut s = HeadScan::default();
+        parts.iter().map(|p| s.feed(p, 8192)).collect()
+    }
+
     #[test]
     fn between_messages_only_at_a_message_boundary() {
         let mut s = HeadScan::default();
@@ -343,13 +350,6 @@ mod tests {
         assert!(s.between_messages());
         s.feed(b"G", 8192);
         assert!(!s.between_messages(), "a new head's first byte");
-    }
-
-    use super::*;
-
-    fn scan(parts: &[&[u8]]) -> Vec<Found> {
-        let mut s = HeadScan::default();
-        parts.iter().map(|p| s.feed(p, 8192)).collect()
     }
 
     #[test]

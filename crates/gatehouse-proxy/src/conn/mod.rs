@@ -13,7 +13,7 @@ mod drain;
 mod framing;
 mod peer;
 
-pub use clock::{ActiveRequest, Clock, Timeouts, Verdict, PARK_AFTER};
+pub use clock::{ActiveRequest, Clock, Timeouts, Verdict};
 pub use drain::{TrackGuard, Tracker};
 pub use framing::{Found, FramingFlag, HeadScan};
 pub use peer::{Peer, Scheme, TlsFacts};
