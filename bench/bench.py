@@ -62,6 +62,7 @@ NOFILE = 65536  # set to the RLIMIT_NOFILE we really got (children inherit it), 
 # Connection caps (>= 10,000 idle + load), lowered in preflight() when RLIMIT_NOFILE is small.
 NGINX_CONNS = 16384  # nginx worker_connections: ~1 fd per connection
 HAPROXY_MAXCONN = 16384  # HAProxy maxconn: it reserves 2 fds per connection
+WORKERS = 1  # each contender's workers (nginx worker_processes, HAProxy nbthread, Gatehouse workers): --workers
 
 ALL_CONTENDERS = ["gatehouse", "nginx", "haproxy", "baseline"]
 DISPLAY = {"gatehouse": "Gatehouse", "nginx": "nginx", "haproxy": "HAProxy", "direct": "direct (no proxy)",
@@ -368,10 +369,10 @@ def nginx_temp_paths(prefix):
     return "\n    ".join(lines)
 
 
-def nginx_common(prefix, worker_connections):
+def nginx_common(prefix, worker_connections, workers=1):
     return f"""daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile {NOFILE};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -379,13 +380,13 @@ events {{ worker_connections {worker_connections}; }}
 """
 
 
-def start_nginx(name, tmp, http_block):
+def start_nginx(name, tmp, http_block, workers=1):
     prefix = os.path.join(tmp, name)
     os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     conf = os.path.join(prefix, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(nginx_common(prefix, NGINX_CONNS) + http_block(prefix))
+        f.write(nginx_common(prefix, NGINX_CONNS, workers) + http_block(prefix))
     return Proc(name, ["nginx", "-p", prefix + "/", "-e", prefix + "/error.log", "-c", conf], tmp)
 
 
@@ -482,7 +483,7 @@ def start_nginx_proxy(tmp, h1, h2, backends, tls_port=None, tls=None):
     }}
 }}
 """
-    return start_nginx("nginx", tmp, http)
+    return start_nginx("nginx", tmp, http, WORKERS)
 
 
 def start_haproxy(tmp, h1, h2, backends, tls_port=None, tls=None):
@@ -494,7 +495,7 @@ def start_haproxy(tmp, h1, h2, backends, tls_port=None, tls=None):
         # HAProxy wants 2 fds per maxconn and refuses to start if it cannot raise the limit
         # that far; set ulimit-n to what we have (the idle test needs ~1 fd per connection).
         f.write(f"""global
-    nbthread 1
+    nbthread {WORKERS}
     maxconn {HAPROXY_MAXCONN}
     ulimit-n {NOFILE}{tls_global}
 
@@ -539,7 +540,7 @@ tls = true
     compress_route = ('  [[site.route]]\n  path = "/1mtext"\n  pool = "backends"\n  compress = ["gzip"]\n'
                       if compress else "")
     return f"""[server]
-workers = 1
+workers = {WORKERS}
 log_level = "warn"
 access_log = "{access_log}"
 
@@ -1001,7 +1002,8 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
         L.append(f"- **Warning: Gatehouse is a debug build ({info['gatehouse_bin']}): its figures mean nothing.**")
     L.append(f"- Runs: {params['rounds']} round(s) x {params['duration']} s per scenario and contender, "
              f"contenders alternated within each round; figures are medians over rounds. "
-             f"Contenders: {', '.join(DISPLAY[c] for c in contenders)}.")
+             f"Contenders: {', '.join(DISPLAY[c] for c in contenders)}, "
+             f"{params.get('workers', 1)} worker(s) each.")
     L.append("")
     L.append("| scenario | contender | req/s | p50 ms | p99 ms | proxy CPU s | CPU µs/req | peak RSS MiB | errors |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -1201,6 +1203,9 @@ def parse_args(argv):
     ap.add_argument("--gatehouse-bin", default=os.environ.get("GATEHOUSE_BIN")
                     or os.path.join(ROOT, "target", "release", "gatehouse"))
     ap.add_argument("--no-direct", action="store_true", help="skip the direct-to-backend baseline")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="workers for each contender (nginx worker_processes, HAProxy nbthread, Gatehouse "
+                         "workers; default 1); the backends and the load generator keep one thread each")
     ap.add_argument("--access-log", choices=["off", "file"], default="off",
                     help="the gatehouse contender's access log (the baseline's is always off): 'file' writes "
                          "combined lines to a file in its temp folder, to measure what logging costs")
@@ -1293,6 +1298,8 @@ def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
     if a.check_args:
         return 0
+    global WORKERS
+    WORKERS = max(1, a.workers)
     try:
         preflight(a)
     except SetupError as e:
@@ -1440,7 +1447,8 @@ def main(argv=None):
         params = {"smoke": a.smoke, "rounds": a.rounds, "duration": a.duration,
                   "scenarios": a.scenarios, "contenders": names, "idle_conns": a.idle_conns,
                   "idle_reduced_from": a.idle_reduced_from, "nofile": NOFILE,
-                  "nginx_worker_connections": NGINX_CONNS, "haproxy_maxconn": HAPROXY_MAXCONN}
+                  "nginx_worker_connections": NGINX_CONNS, "haproxy_maxconn": HAPROXY_MAXCONN,
+                  "workers": WORKERS}
         section = render(summ, idle, a.scenarios, names, with_direct, info, params, runs)
         failed = [r for r in runs if "error" in r] + [r for r in idle if "error" in r]
 
