@@ -33,15 +33,25 @@ pub fn installed(bin: &str, package: &str) -> std::path::PathBuf {
     panic!("{bin} not found: install the Debian package `{package}` (tests/run.sh does)");
 }
 
-/// A port on 127.0.0.1 that nothing listens on (bound, then released): connecting to it is refused.
+/// An address on 127.0.0.1 that refuses connections, for the whole test: a socket stays bound to it without
+/// listening (leaked on purpose). A port merely bound and released is not dead for long: the kernel may hand
+/// it to another test's listener, or pick it as the source port of the proxy's own connect to it, which then
+/// connects to itself (TCP simultaneous open) and reads its request back as a garbage response: a 502 that
+/// `a_dead_server_in_a_pool_fails_no_request` caught once. A bound port is used for neither.
 pub fn dead_addr() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("loopback"))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    std::mem::forget(socket);
+    addr
 }
 
 /// A port that was free a moment ago, for listeners the proxy binds itself.
 pub fn free_port() -> u16 {
-    dead_addr().port()
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
 }
 
 /// Polls `check` every 20 ms until it returns true or `timeout` passes; returns whether it did.
