@@ -1300,6 +1300,10 @@ def main(argv=None):
         return 0
     global WORKERS
     WORKERS = max(1, a.workers)
+    if WORKERS != 1 and not a.no_docs:
+        # The docs' intro describes one worker per contender; a run with more is quoted by hand.
+        log(f"bench: --workers {WORKERS}: docs/benchmarks.md is left alone (its text describes one worker)")
+        a.no_docs = True
     try:
         preflight(a)
     except SetupError as e:
