@@ -1003,7 +1003,7 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
     L.append(f"- Runs: {params['rounds']} round(s) x {params['duration']} s per scenario and contender, "
              f"contenders alternated within each round; figures are medians over rounds. "
              f"Contenders: {', '.join(DISPLAY[c] for c in contenders)}, "
-             f"{params.get('workers', 1)} worker(s) each.")
+             f"{params['workers']} worker(s) each.")
     L.append("")
     L.append("| scenario | contender | req/s | p50 ms | p99 ms | proxy CPU s | CPU µs/req | peak RSS MiB | errors |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
