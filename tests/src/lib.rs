@@ -48,10 +48,37 @@ pub fn dead_addr() -> std::net::SocketAddr {
     addr
 }
 
-/// A port that was free a moment ago, for listeners the proxy binds itself.
+/// A port that was free a moment ago, for listeners the proxy (or a peer) binds itself.
+///
+/// It comes from below the kernel's ephemeral range, so no `bind(:0)` and no outgoing connection of a
+/// concurrent test can take it between this check and the proxy's bind: a port from `bind(:0)` could, and
+/// CI once saw a cluster node fail with "Address already in use". A per-process counter, started at an
+/// offset from the pid, keeps this process's tests from handing out one port twice.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.min(65_536));
+    if high <= low + 1_000 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        return l.local_addr().expect("addr").port();
+    }
+    let span = high - low;
+    let start = (std::process::id().wrapping_mul(7_919)) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low + (start + n) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
 }
 
 /// Polls `check` every 20 ms until it returns true or `timeout` passes; returns whether it did.
