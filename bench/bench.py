@@ -198,13 +198,14 @@ def descendants(pid):
 
 
 def cpu_ticks(pid):
+    """(utime, stime) of a process in clock ticks (fields 14, 15 of /proc/PID/stat), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             st = f.read()
     except OSError:
         return None
     fields = st[st.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15 of stat)
+    return int(fields[11]), int(fields[12])
 
 
 def status_kib(pid, key):
@@ -811,13 +812,16 @@ def run_one(target, scn, duration, smoke, tmp):
             res["error"] = f"{res['resumed']} TLS session(s) resumed: not full handshakes"
     if target.proc is not None:
         after_pids = target.pids()
-        cpu = 0
+        cpu = sys_ticks = 0
         for p in set(pids) | set(after_pids):
             a = cpu_ticks(p)
-            b = before.get(p) or 0
+            b = before.get(p) or (0, 0)
             if a is not None:
-                cpu += a - b
+                cpu += (a[0] - b[0]) + (a[1] - b[1])
+                sys_ticks += a[1] - b[1]
         res["cpu_s"] = cpu / CLK_TCK
+        # The kernel's part (stime): the socket work every proxy pays; the rest is the proxy's own code.
+        res["sys_s"] = sys_ticks / CLK_TCK
         res["peak_rss_kib"] = sum_kib(after_pids, "VmHWM")
         res["hwm_reset"] = hwm_reset
         res["nprocs"] = len(after_pids)
@@ -828,6 +832,7 @@ def run_one(target, scn, duration, smoke, tmp):
         res["cpu_s"] = res["peak_rss_kib"] = None
     if res.get("requests") and res.get("cpu_s") is not None:
         res["cpu_us_per_req"] = res["cpu_s"] * 1e6 / res["requests"]
+        res["sys_us_per_req"] = res["sys_s"] * 1e6 / res["requests"]
     if rc != 0 and "error" not in res:
         res["error"] = f"load tool exited with {rc}"
     elif not res.get("rps") or not res.get("requests"):
@@ -937,6 +942,7 @@ def summarize(runs, scenarios, contenders):
                 "p99_ms": med([r.get("p99_ms") for r in good]),
                 "cpu_s": med([r.get("cpu_s") for r in good]),
                 "cpu_us_per_req": med([r.get("cpu_us_per_req") for r in good]),
+                "sys_us_per_req": med([r.get("sys_us_per_req") for r in good]),
                 "peak_rss_kib": med([r.get("peak_rss_kib") for r in good]),
                 "errors": sum(r.get("errors") or 0 for r in rs),
                 "requests": sum(r.get("requests") or 0 for r in rs),
@@ -1005,8 +1011,9 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
              f"Contenders: {', '.join(DISPLAY[c] for c in contenders)}, "
              f"{params['workers']} worker(s) each.")
     L.append("")
-    L.append("| scenario | contender | req/s | p50 ms | p99 ms | proxy CPU s | CPU µs/req | peak RSS MiB | errors |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("| scenario | contender | req/s | p50 ms | p99 ms | proxy CPU s | CPU µs/req | of which kernel | "
+             "peak RSS MiB | errors |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     warn = []
     for scn in scenarios:
         cs = list(contenders) + (["direct"] if direct and scn == "h1-c64" else [])
@@ -1019,7 +1026,7 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
                 name += f" ({s['failed']}/{s['runs']} runs failed)"
             L.append(f"| {scn} | {name} | {fmt(s['rps'], 'rps')} | {fmt(s['p50_ms'], 'ms')} | "
                      f"{fmt(s['p99_ms'], 'ms')} | {fmt(s['cpu_s'], 's')} | {fmt(s['cpu_us_per_req'], 'us')} | "
-                     f"{fmt(s['peak_rss_kib'], 'mib')} | {s['errors']} |")
+                     f"{fmt(s.get('sys_us_per_req'), 'us')} | {fmt(s['peak_rss_kib'], 'mib')} | {s['errors']} |")
             if s["requests"] and s["errors"] > 0.01 * s["requests"]:
                 warn.append(f"{scn}/{DISPLAY[c]}: {s['errors']} errors in {s['requests']} requests")
     if warn:
@@ -1072,7 +1079,8 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
                 L.append(f"Note: {DISPLAY[r['contender']]} ({r.get('mode', 'plain')}): {r['error']}.")
     hwm = [r for r in runs if r.get("hwm_reset") is False]
     L.append("")
-    L.append("CPU = utime+stime of all the contender's processes during the run (nginx: master + worker). "
+    L.append("CPU = utime+stime of all the contender's processes during the run (nginx: master + worker); "
+             "'of which kernel' is the stime part, per request. "
              "Peak RSS = summed VmHWM, " + ("reset before each run." if not hwm else
                                             "NOT resettable here (clear_refs denied): lifetime peak.") +
              " RSS sums count pages shared between processes (nginx master/worker) once per process; "

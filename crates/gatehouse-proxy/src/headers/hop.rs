@@ -24,46 +24,52 @@ const PROTECTED: [&str; 5] = [
     "x-forwarded-host",
 ];
 
-fn is_hop_by_hop(name: &header::HeaderName) -> bool {
-    let n = name.as_str();
-    n == "connection" || n == "upgrade" || ALWAYS.contains(&n)
+/// Which hop-by-hop header a name is: bit `i` for `ALWAYS[i]`, then `Connection`, then `Upgrade`.
+fn hop_bit(name: &header::HeaderName) -> u16 {
+    match name.as_str() {
+        "connection" => CONNECTION_BIT,
+        "upgrade" => UPGRADE_BIT,
+        n => ALWAYS.iter().position(|a| *a == n).map_or(0, |i| 1 << i),
+    }
 }
+
+const CONNECTION_BIT: u16 = 1 << ALWAYS.len();
+const UPGRADE_BIT: u16 = CONNECTION_BIT << 1;
 
 /// Removes hop-by-hop headers. With `upgrade`, keeps `Upgrade` and sets `Connection: upgrade`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // One pass over the names first: most messages carry none of these, and then nothing is hashed.
-    if !headers.keys().any(is_hop_by_hop) {
-        if upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
-        return;
-    }
-    if headers.contains_key(header::CONNECTION) {
-        // Collect first: the names point into the map we are about to edit. Rare (most h1.1 clients send no
-        // Connection header), so the small allocation stays off the common path.
-        let named: Vec<HeaderValue> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .cloned()
-            .collect();
-        headers.remove(header::CONNECTION);
-        for value in &named {
+    // One pass over the names first, and only the ones there are removed: a remove by name hashes it, and
+    // most messages carry none of these or only `Connection: keep-alive` (a server's every response).
+    let present = headers.keys().fold(0, |bits, name| bits | hop_bit(name));
+    if present & CONNECTION_BIT != 0 {
+        // The names it lists (`keep-alive`, the usual one, goes with ALWAYS below if it is there).
+        let mut named: Vec<header::HeaderName> = Vec::new();
+        for value in headers.get_all(header::CONNECTION) {
             let Ok(list) = value.to_str() else { continue };
             for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                let protected = PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name))
+                let skip = name.eq_ignore_ascii_case("keep-alive")
+                    || PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name))
                     || (upgrade && name.eq_ignore_ascii_case("upgrade"));
-                if !protected {
-                    headers.remove(name);
+                if !skip {
+                    if let Ok(name) = header::HeaderName::from_bytes(name.as_bytes()) {
+                        named.push(name);
+                    }
                 }
             }
         }
+        headers.remove(header::CONNECTION);
+        for name in &named {
+            headers.remove(name);
+        }
     }
-    for name in ALWAYS {
-        headers.remove(name);
+    for (i, name) in ALWAYS.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*name);
+        }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if present & UPGRADE_BIT != 0 {
         headers.remove(header::UPGRADE);
     }
 }
@@ -157,6 +163,23 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["host", "x-kept"]);
+    }
+
+    #[test]
+    fn a_servers_keep_alive_goes_and_options_named_as_headers_go_too() {
+        let mut h = map(&[
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("content-length", "3"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["content-length"]);
+        // RFC 9110 §7.6.1: every option the Connection header lists is removed as a field, `close` too.
+        let mut h = map(&[("connection", "Close"), ("close", "x"), ("x-kept", "1")]);
+        remove_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-kept"]);
     }
 
     #[test]

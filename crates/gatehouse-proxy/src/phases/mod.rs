@@ -94,15 +94,18 @@ async fn serve(x: &mut Exchange, req: Request<Incoming>) -> Response<ResponseBod
             }),
     };
     let mut slot = Some(ctx);
+    // The action's future (the forward phases, some 5 KiB) is boxed: each layer wraps the future it gets
+    // in its own, and every wrap, and every await above, would otherwise copy all of it (memmove was 6% of
+    // the proxy's CPU on h1 keep-alive). Boxed, they move a pointer.
     let action = tower::service_fn(|req: Request<Incoming>| {
         let ctx = slot.take();
         let routed = &routed;
-        async move {
+        Box::pin(async move {
             Ok::<_, Infallible>(match ctx {
                 Some(ctx) => act(routed, ctx, req).await,
                 None => ProxyError::BadRequest("request served twice").into_response(),
             })
-        }
+        })
     });
     match layers::stack(settings, action).oneshot(req).await {
         Ok(resp) => resp,
