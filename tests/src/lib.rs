@@ -57,28 +57,30 @@ pub fn dead_addr() -> std::net::SocketAddr {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10_000u32, ephemeral_low.min(65_536));
-    if high <= low + 1_000 {
+    static BELOW_EPHEMERAL: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    const LOW: u32 = 10_000;
+    let high = *BELOW_EPHEMERAL.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap_or(32_768)
+            .min(u32::from(u16::MAX))
+    });
+    if high <= LOW + 1_000 {
+        // No room below the ephemeral range on this machine: the racy way, rather than none.
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         return l.local_addr().expect("addr").port();
     }
-    let span = high - low;
-    let start = (std::process::id().wrapping_mul(7_919)) % span;
+    let span = high - LOW;
+    let start = std::process::id().wrapping_mul(7_919) % span;
     for _ in 0..span {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = low + (start + n) % span;
-        let Ok(port) = u16::try_from(port) else {
-            continue;
-        };
+        let port = u16::try_from(LOW + (start + n) % span).expect("below u16::MAX");
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port in {low}..{high}");
+    panic!("no free port in {LOW}..{high}");
 }
 
 /// Polls `check` every 20 ms until it returns true or `timeout` passes; returns whether it did.
