@@ -1026,7 +1026,7 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
                 name += f" ({s['failed']}/{s['runs']} runs failed)"
             L.append(f"| {scn} | {name} | {fmt(s['rps'], 'rps')} | {fmt(s['p50_ms'], 'ms')} | "
                      f"{fmt(s['p99_ms'], 'ms')} | {fmt(s['cpu_s'], 's')} | {fmt(s['cpu_us_per_req'], 'us')} | "
-                     f"{fmt(s.get('sys_us_per_req'), 'us')} | {fmt(s['peak_rss_kib'], 'mib')} | {s['errors']} |")
+                     f"{fmt(s['sys_us_per_req'], 'us')} | {fmt(s['peak_rss_kib'], 'mib')} | {s['errors']} |")
             if s["requests"] and s["errors"] > 0.01 * s["requests"]:
                 warn.append(f"{scn}/{DISPLAY[c]}: {s['errors']} errors in {s['requests']} requests")
     if warn:
