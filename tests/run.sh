@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, as command:package: Pebble is the ACME tests' CA, openssl's s_client checks
 # handshakes without SNI, chromium renders the admin dashboard, redis-server is the cluster tests' shared store (they fail, not skip, without them). Certificates are made by the tests themselves (rcgen); the benchmark (bench/run.sh) installs its own tools.
-needed=(pebble:pebble pebble-challtestsrv:pebble openssl:openssl chromium:chromium redis-server:redis-server redis-cli:redis-tools)
+# make builds jemalloc, the binary's allocator (tikv-jemalloc-sys runs its configure and make).
+needed=(make:make pebble:pebble pebble-challtestsrv:pebble openssl:openssl chromium:chromium redis-server:redis-server redis-cli:redis-tools)
 missing=()
 for pair in "${needed[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair##*:}")

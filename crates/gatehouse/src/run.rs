@@ -65,7 +65,7 @@ async fn serve(
     runtimes: &gatehouse_proxy::Workers,
 ) -> ExitCode {
     let workers = runtimes.len();
-    crate::memory::start(&tokio::runtime::Handle::current(), runtimes.handles());
+    crate::memory::start(&tokio::runtime::Handle::current());
     let metrics = Arc::new(gatehouse_metrics::Metrics::new());
     let access_log = match start_access_log(&config.server.access_log, &metrics) {
         Ok(a) => a,

@@ -194,11 +194,12 @@ impl Limit {
     }
 }
 
-/// The units of every limit a connection counts against, released when its last holder lets it go; the
-/// listener's open count falls with them.
+/// The units of every limit a connection counts against (the worker's and the listener's: fields, not a
+/// `Vec`, so that a connection's units cost no allocation of their own), released when its last holder lets
+/// it go; the listener's open count falls with them.
 #[derive(Debug, Default)]
 pub struct Permits(
-    Vec<OwnedSemaphorePermit>,
+    [Option<OwnedSemaphorePermit>; 2],
     Option<Arc<Limit>>,
     Option<gatehouse_policy::conn_limit::PerIpGuard>,
 );
@@ -223,10 +224,8 @@ pub async fn accept_loop(
         // Units of the limits first: beyond either, stop accepting.
         let units = async {
             let mut permits = Permits::default();
-            permits.0.extend(worker.acquire(&ctx.settings.name).await);
-            permits
-                .0
-                .extend(ctx.limit.acquire(&ctx.settings.name).await);
+            permits.0[0] = worker.acquire(&ctx.settings.name).await;
+            permits.0[1] = ctx.limit.acquire(&ctx.settings.name).await;
             permits
         };
         let permits = tokio::select! {

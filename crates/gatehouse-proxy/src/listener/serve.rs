@@ -202,25 +202,31 @@ impl Protocols {
         // the next request starts a new one. Boxed, so the parked task is small.
         let timeouts = self.timeouts.parking();
         loop {
-            let mut c = Box::new(
-                self.http1
-                    .serve_connection(TokioIo::new(io), svc.clone())
-                    .with_upgrades(),
-            );
-            let ended = drive(
-                Pin::new(&mut *c),
-                |c| c.graceful_shutdown(),
-                &conn,
-                ctx,
-                timeouts,
-            )
-            .await;
-            if ended != Ended::Parked {
-                return;
-            }
+            // The hyper connection's box lives in this block only: moving the parts out of it leaves the
+            // allocation behind until the box goes out of scope, which must be before the wait below (a
+            // parked connection would otherwise hold 624 bytes of nothing).
+            let parts = {
+                let mut c = Box::new(
+                    self.http1
+                        .serve_connection(TokioIo::new(io), svc.clone())
+                        .with_upgrades(),
+                );
+                let ended = drive(
+                    Pin::new(&mut *c),
+                    |c| c.graceful_shutdown(),
+                    &conn,
+                    ctx,
+                    timeouts,
+                )
+                .await;
+                if ended != Ended::Parked {
+                    return;
+                }
+                c.into_parts()
+            };
             // An upgraded connection has no parts: it lives on as a tunnel. (A block, so that the parts are
             // not kept in the parked task.)
-            io = match c.into_parts() {
+            io = match parts {
                 Some(parts) => {
                     let mut io = parts.io.into_inner();
                     io.unread(parts.read_buf);
