@@ -2,6 +2,10 @@
 //! socket (`listener/serve.rs`). What that must not break: pipelined requests after a park, bytes read
 //! while parked, requests that arrive just as the connection parks, TLS connections, the idle timeout, and a
 //! graceful shutdown (which closes parked connections at once).
+//!
+//! Idle upstream HTTP/1.1 connections park too (`upstream/pool.rs`): after a second idle only the socket is
+//! kept, and the next request resumes it. What that must not break: the same server connection serves the
+//! next request, and one the server closed, or wrote to unasked, while parked is never used.
 
 use gatehouse_e2e::admin::Admin;
 use gatehouse_e2e::tls::{connect, TestCa};
@@ -271,4 +275,143 @@ async fn a_busy_connection_does_not_park_and_h2_never_does() {
         .await;
     assert_eq!(r.status, 200);
     drop(s);
+}
+
+/// What a test tells one connection of [`RawBackend`] to do.
+enum Cmd {
+    Close,
+    Send(&'static [u8]),
+}
+
+/// A backend that numbers its connections and answers each request with `conn<N>` (N from 1), so a test
+/// sees which server connection carried it; [`RawBackend::tell`] closes one or writes to it unasked.
+struct RawBackend {
+    addr: std::net::SocketAddr,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Cmd>>>>,
+}
+
+impl RawBackend {
+    async fn start() -> RawBackend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let list = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let n = {
+                    let mut l = list.lock().unwrap();
+                    l.push(tx);
+                    l.len()
+                };
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        tokio::select! {
+                            r = s.read(&mut chunk) => match r {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                            },
+                            cmd = rx.recv() => match cmd {
+                                Some(Cmd::Send(bytes)) => { let _ = s.write_all(bytes).await; continue; }
+                                Some(Cmd::Close) | None => return,
+                            },
+                        }
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let body = format!("conn{n}");
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(resp.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawBackend { addr, conns }
+    }
+
+    fn connections(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+
+    /// Tells connection `n` (from 1) what to do.
+    fn tell(&self, n: usize, cmd: Cmd) {
+        let _ = self.conns.lock().unwrap()[n - 1].send(cmd);
+    }
+}
+
+/// The backend's idle and parked connection counts in `/status`.
+async fn upstream_idle(admin: &Admin, addr: std::net::SocketAddr) -> (u64, u64) {
+    let s = admin.server("p", addr).await;
+    (
+        s["idle_connections"].as_u64().expect("idle_connections"),
+        s["parked_connections"]
+            .as_u64()
+            .expect("parked_connections"),
+    )
+}
+
+async fn wait_upstream(admin: &Admin, addr: std::net::SocketAddr, want: (u64, u64)) {
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            upstream_idle(admin, addr).await == want
+        })
+        .await,
+        "expected (idle, parked) = {want:?}, have {:?}",
+        upstream_idle(admin, addr).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_upstream_connections_park_and_only_quiet_ones_are_resumed() {
+    let admin = Admin::on_free_port(None);
+    let backend = RawBackend::start().await;
+    let cfg = format!(
+        // One worker: idle connections are kept per worker, and the test wants the next request to find it.
+        "[server]\nworkers = 1\n{}\n[[site]]\nhosts = [\"example.com\"]\ndefault = true\n  [[site.route]]\n  path = \"/\"\n  pool = \"p\"\n[pool.p]\nservers = [\"{}\"]\n",
+        admin.server_keys(),
+        backend.addr
+    );
+    let g = Gatehouse::start(&cfg);
+    let get = || async {
+        let mut s = TcpStream::connect(g.addr).await.unwrap();
+        s.write_all(req("/").as_bytes()).await.unwrap();
+        responses(&mut s, 1).await.remove(0)
+    };
+
+    // The first request's connection goes back to the pool with hyper's state, then parks.
+    assert_ok(&get().await, "conn1");
+    wait_upstream(&admin, backend.addr, (1, 0)).await;
+    wait_upstream(&admin, backend.addr, (0, 1)).await;
+    // The next request resumes it: the same server connection, no new one.
+    assert_ok(&get().await, "conn1");
+    assert_eq!(backend.connections(), 1, "the parked connection was reused");
+    wait_upstream(&admin, backend.addr, (0, 1)).await;
+
+    // The server closes it while parked: the next request takes a new connection and does not fail.
+    backend.tell(1, Cmd::Close);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_ok(&get().await, "conn2");
+    wait_upstream(&admin, backend.addr, (0, 1)).await;
+
+    // The server writes to it unasked while parked (a stale answer a request must never take for its own):
+    // it is dropped, and a new connection carries the request.
+    backend.tell(
+        2,
+        Cmd::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale"),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_ok(&get().await, "conn3");
+    assert_eq!(backend.connections(), 3);
+    assert!(
+        !g.logs().contains("panicked"),
+        "no panic in the logs:\n{}",
+        g.logs()
+    );
 }

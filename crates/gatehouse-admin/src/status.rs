@@ -55,6 +55,7 @@ pub fn status(admin: &Admin) -> Value {
                 .upstreams
                 .iter()
                 .map(|u| {
+                    let (idle, parked) = u.conns.idle_counts();
                     json!({
                         "addr": u.addr.to_string(),
                         "healthy": u.healthy(now),
@@ -62,6 +63,8 @@ pub fn status(admin: &Admin) -> Value {
                         "health_check_error": u.probe.as_ref().and_then(|p| p.state.last_error()),
                         "admin_state": u.admin.state().as_str(),
                         "in_flight": u.state.in_flight(),
+                        "idle_connections": idle,
+                        "parked_connections": parked,
                         "weight": u.weight(),
                         "config_weight": u.config_weight,
                         "backup": u.backup,

@@ -402,15 +402,16 @@ impl Proxy {
 }
 
 /// Drops idle upstream connections past their pool's idle_timeout, every few seconds, until the proxy is gone.
+/// Every second: idle upstream connections age out, and HTTP/1.1 ones idle for a second park.
 async fn sweep_idle(proxy: std::sync::Weak<Proxy>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let Some(proxy) = proxy.upgrade() else { return };
         let snap = proxy.snapshot.load();
         for pool in &snap.pools {
             for up in &pool.upstreams {
-                up.conns.sweep(pool.idle_timeout);
+                up.conns.sweep(pool.idle_timeout, pool.max_idle);
             }
         }
     }

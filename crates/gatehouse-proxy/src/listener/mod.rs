@@ -29,8 +29,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-/// Client connections that parked or closed since the process started: what the binary's memory trimmer
-/// watches (`gatehouse/src/memory.rs`): after many, the allocator holds freed buffers worth giving back.
+/// Client connections that parked or closed, and upstream connections that parked, since the process
+/// started: what the binary's memory trimmer watches (`gatehouse/src/memory.rs`): after many, the allocator
+/// holds freed buffers worth giving back.
 static RELEASED: AtomicU64 = AtomicU64::new(0);
 
 /// See [`RELEASED`].
@@ -38,7 +39,7 @@ pub fn connections_released() -> u64 {
     RELEASED.load(Relaxed)
 }
 
-fn released() {
+pub(crate) fn released() {
     RELEASED.fetch_add(1, Relaxed);
 }
 

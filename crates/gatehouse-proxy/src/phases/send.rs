@@ -22,7 +22,7 @@ use crate::context::{Attempt, Outcome, RequestCtx};
 use crate::error::ProxyError;
 use crate::snapshot::PoolRt;
 use crate::upstream::body::{BodyStalled, ClientBodyError, RequestBody, TooLarge};
-use crate::upstream::connect::connect;
+use crate::upstream::connect::{connect, resume};
 use crate::upstream::sender::Sender;
 use crate::upstream::Upstream;
 use gatehouse_balance::{ip_hash::key_for_ip, now_ms, InFlight, Tried};
@@ -236,6 +236,17 @@ async fn attempt(
     };
     if !upgrade {
         while let Some(sender) = up.conns.checkout(pool.idle_timeout) {
+            ctx.times.upstream_connected = Some(Instant::now());
+            match send(pool, up, sender, req, &body).await {
+                Try::NotSent(back, _) => req = back,
+                done => return done,
+            }
+        }
+        // Parked connections next: hyper starts on the open socket again (no I/O). Boxed, like connect.
+        while let Some(io) = up.conns.unpark(pool.idle_timeout) {
+            let Ok(sender) = Box::pin(resume(io, up)).await else {
+                continue;
+            };
             ctx.times.upstream_connected = Some(Instant::now());
             match send(pool, up, sender, req, &body).await {
                 Try::NotSent(back, _) => req = back,

@@ -1,10 +1,12 @@
 //! Opening a connection to a server: TCP with a timeout and TCP_NODELAY, TLS when the pool says so
 //! (certificate verified, SNI from the pool or the server's name), then the HTTP/1.1 or HTTP/2 handshake; the
-//! connection's I/O runs in its own task on the current worker.
+//! connection's I/O runs in its own task on the current worker. An HTTP/1.1 connection's task hands its
+//! socket back to the pool when the pool parks it, and [`resume`] starts hyper on a parked socket again.
 
 use super::body::RequestBody;
 use super::h2_settings::SettingsReader;
-use super::sender::{H2Streams, Sender};
+use super::io::UpstreamIo;
+use super::sender::{H2Streams, ParkSlot, Sender};
 use super::{Settings, Upstream};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -37,6 +39,7 @@ pub async fn connect(
 ) -> Result<Sender, ConnectError> {
     let pool = settings;
     let timeout = pool.connect_timeout;
+    let h2 = pool.http2 && !upgrades;
     let work = async {
         let tcp = TcpStream::connect(up.addr).await?;
         tcp.set_nodelay(true)?;
@@ -48,9 +51,14 @@ pub async fn connect(
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(ConnectError::Tls)?;
-                handshake(tls, pool.http2 && !upgrades, upgrades, up).await
+                if h2 {
+                    handshake_h2(tls, up).await
+                } else {
+                    handshake_h1(UpstreamIo::Tls(Box::new(tls)), upgrades, up).await
+                }
             }
-            _ => handshake(tcp, pool.http2 && !upgrades, upgrades, up).await,
+            _ if h2 => handshake_h2(tcp, up).await,
+            _ => handshake_h1(UpstreamIo::Plain(tcp), upgrades, up).await,
         }
     };
     tokio::time::timeout(timeout, work)
@@ -58,50 +66,72 @@ pub async fn connect(
         .map_err(|_| ConnectError::Timeout(timeout))?
 }
 
-async fn handshake<S>(
-    io: S,
-    h2: bool,
-    upgrades: bool,
-    up: &Upstream,
-) -> Result<Sender, ConnectError>
+/// A new hyper connection on a parked socket (one the pool kept without hyper's state): no I/O, the server
+/// sees the next request on its open connection.
+pub async fn resume(io: UpstreamIo, up: &Upstream) -> Result<Sender, ConnectError> {
+    handshake_h1(io, false, up).await
+}
+
+async fn handshake_h2<S>(io: S, up: &Upstream) -> Result<Sender, ConnectError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let addr = up.addr;
-    let io = TokioIo::new(io);
-    if h2 {
-        let streams = Arc::new(H2Streams::default());
-        let io = TokioIo::new(SettingsReader::new(io.into_inner(), streams.clone()));
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake::<_, RequestBody>(io)
-            .await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "upstream h2 connection ended");
-            }
-        });
-        // The pool's handle, and one stream of it for the request that opened it.
-        let pooled = Sender::h2(sender, streams);
-        return pooled
-            .share()
-            .ok_or_else(|| ConnectError::Io(std::io::Error::other("the server allows no stream")));
-    }
+    let streams = Arc::new(H2Streams::default());
+    let io = TokioIo::new(SettingsReader::new(io, streams.clone()));
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake::<_, RequestBody>(io)
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "upstream h2 connection ended");
+        }
+    });
+    // The pool's handle, and one stream of it for the request that opened it.
+    let pooled = Sender::h2(sender, streams);
+    pooled
+        .share()
+        .ok_or_else(|| ConnectError::Io(std::io::Error::other("the server allows no stream")))
+}
+
+async fn handshake_h1(
+    io: UpstreamIo,
+    upgrades: bool,
+    up: &Upstream,
+) -> Result<Sender, ConnectError> {
+    let addr = up.addr;
     // The read buffer bounds what an upstream connection holds for a client that reads slowly (hyper's default
     // grows to ~400 KiB): beyond it, the server's bytes wait in its socket.
     let (sender, conn) = http1::Builder::new()
         .max_buf_size(UPSTREAM_MAX_BUF)
-        .handshake::<_, RequestBody>(io)
+        .handshake::<_, RequestBody>(TokioIo::new(io))
         .await?;
+    let slot = Arc::new(ParkSlot::default());
+    if upgrades {
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "upstream connection ended");
+            }
+        });
+        return Ok(Sender::H1(sender, slot));
+    }
+    let (asked, pool) = (slot.clone(), up.conns.clone());
     tokio::spawn(async move {
-        let res = if upgrades {
-            conn.with_upgrades().await
-        } else {
-            conn.await
-        };
-        if let Err(e) = res {
-            tracing::debug!(%addr, error = %e, "upstream connection ended");
+        // Without shutdown: the socket comes back when hyper's connection ends, to be parked if the pool
+        // asked for that (and closed by being dropped otherwise).
+        match conn.without_shutdown().await {
+            Ok(parts) => {
+                if let Some(since) = asked.asked() {
+                    // Bytes hyper read past the last response were sent unasked: such a connection is not
+                    // reused.
+                    if parts.read_buf.is_empty() {
+                        pool.park(parts.io.into_inner(), since);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(%addr, error = %e, "upstream connection ended"),
         }
     });
-    Ok(Sender::H1(sender))
+    Ok(Sender::H1(sender, slot))
 }

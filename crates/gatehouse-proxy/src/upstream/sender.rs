@@ -1,6 +1,9 @@
 //! A request sender on an upstream connection, HTTP/1.1 (one request at a time, lent out) or HTTP/2
 //! (multiplexed, shared).
 //!
+//! An HTTP/1.1 sender carries its connection's [`ParkSlot`]: the pool writes into it when it takes the
+//! connection out of hyper's hands to keep only the socket (see [`super::pool`]).
+//!
 //! An HTTP/2 connection takes at most as many streams at once as the server allows (its SETTINGS'
 //! MAX_CONCURRENT_STREAMS, read by [`crate::upstream::h2_settings`]); hyper would queue more inside the
 //! connection, where they wait, time out and count against the server. So every HTTP/2 handle handed to a
@@ -11,13 +14,34 @@ use super::body::RequestBody;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2, TrySendError};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 #[derive(Debug)]
 pub enum Sender {
-    H1(http1::SendRequest<RequestBody>),
+    H1(http1::SendRequest<RequestBody>, Arc<ParkSlot>),
     H2(H2Sender),
+}
+
+/// Set by the pool, read by the connection's task when hyper's connection ends: whether the socket is to be
+/// parked (kept, without hyper's buffers) rather than closed, and since when it has been idle. Only the pool
+/// sets it, and only on a connection it holds idle and ready: a connection that ends any other way (a
+/// response cut short, the server's close) is never parked, whatever its socket looks like.
+#[derive(Debug, Default)]
+pub struct ParkSlot {
+    /// `gatehouse_balance::now_ms()` when the connection went idle; 0 until the pool asks.
+    idle_since_ms: AtomicU64,
+}
+
+impl ParkSlot {
+    pub fn ask(&self, idle_since_ms: u64) {
+        self.idle_since_ms.store(idle_since_ms.max(1), Relaxed);
+    }
+
+    /// When the pool asked, since when the connection has been idle.
+    pub fn asked(&self) -> Option<u64> {
+        Some(self.idle_since_ms.load(Relaxed)).filter(|&ms| ms != 0)
+    }
 }
 
 /// A handle on a shared HTTP/2 connection.
@@ -81,14 +105,14 @@ impl Sender {
 
     pub fn is_ready(&self) -> bool {
         match self {
-            Sender::H1(s) => s.is_ready(),
+            Sender::H1(s, _) => s.is_ready(),
             Sender::H2(s) => s.tx.is_ready(),
         }
     }
 
     pub fn is_closed(&self) -> bool {
         match self {
-            Sender::H1(s) => s.is_closed(),
+            Sender::H1(s, _) => s.is_closed(),
             Sender::H2(s) => s.tx.is_closed(),
         }
     }
@@ -97,11 +121,19 @@ impl Sender {
         matches!(self, Sender::H2(_))
     }
 
+    /// Asks the connection's task to park the socket when hyper's connection ends (which dropping this
+    /// sender, the connection's only one, makes it do at once). HTTP/2 connections do not park.
+    pub fn park(self, idle_since_ms: u64) {
+        if let Sender::H1(_, slot) = &self {
+            slot.ask(idle_since_ms);
+        }
+    }
+
     /// A handle for one request on a shared HTTP/2 connection, holding one of its streams; `None` for
     /// HTTP/1.1 (which cannot be shared) or when every stream the server allows is in use.
     pub fn share(&self) -> Option<Sender> {
         match self {
-            Sender::H1(_) => None,
+            Sender::H1(..) => None,
             Sender::H2(s) => s.streams.take().then(|| {
                 Sender::H2(H2Sender {
                     tx: s.tx.clone(),
@@ -115,7 +147,7 @@ impl Sender {
     /// The pool's (uncounted) handle on this HTTP/2 connection.
     pub fn pooled(&self) -> Option<Sender> {
         match self {
-            Sender::H1(_) => None,
+            Sender::H1(..) => None,
             Sender::H2(s) => Some(Sender::H2(H2Sender {
                 tx: s.tx.clone(),
                 streams: s.streams.clone(),
@@ -127,7 +159,7 @@ impl Sender {
     /// Waits until the connection can take a request.
     pub async fn ready(&mut self) -> hyper::Result<()> {
         match self {
-            Sender::H1(s) => s.ready().await,
+            Sender::H1(s, _) => s.ready().await,
             Sender::H2(s) => s.tx.ready().await,
         }
     }
@@ -138,7 +170,7 @@ impl Sender {
         req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
         match self {
-            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H1(s, _) => s.try_send_request(req).await,
             Sender::H2(s) => s.tx.try_send_request(req).await,
         }
     }
