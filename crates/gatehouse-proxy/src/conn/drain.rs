@@ -1,6 +1,7 @@
-//! Open connections and tunnels, counted so that a graceful shutdown knows when everything has drained.
+//! Open connections and tunnels, counted so that a graceful shutdown knows when everything has drained; and
+//! connections that gave their buffers back, counted for the memory trimmer.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -43,4 +44,19 @@ impl Drop for TrackGuard {
             self.0.drained.notify_waiters();
         }
     }
+}
+
+/// Client connections that parked or closed, and upstream connections that parked, since the process
+/// started: what the binary's memory trimmer watches (`gatehouse/src/memory.rs`): after many, the allocator
+/// holds freed buffers worth giving back.
+static RELEASED: AtomicU64 = AtomicU64::new(0);
+
+/// See [`RELEASED`].
+pub fn connections_released() -> u64 {
+    RELEASED.load(Relaxed)
+}
+
+/// Counts one connection whose buffers were just freed (see [`RELEASED`]).
+pub fn released() {
+    RELEASED.fetch_add(1, Relaxed);
 }

@@ -1,7 +1,8 @@
 //! One client connection, as the rest of the proxy sees it. A leaf: nothing here knows of requests, routes or
 //! upstreams, so every other module may use it.
 //!
-//! * [`drain`]: counts open connections and tunnels, so shutdown knows when everything has drained.
+//! * [`drain`]: counts open connections and tunnels, so shutdown knows when everything has drained (and
+//!   connections that gave their buffers back, for the memory trimmer).
 //! * [`peer`]: the connection's immutable facts (addresses, listener, TLS), read by every request.
 //! * [`clock`]: the watchdog's clocks (idle, request head) — the only code that reads or writes them.
 //! * [`framing`]: the framing scanner, for what hyper hides or acts on too late.
@@ -14,7 +15,7 @@ mod framing;
 mod peer;
 
 pub use clock::{ActiveRequest, Clock, Timeouts, Verdict};
-pub use drain::{TrackGuard, Tracker};
+pub use drain::{connections_released, released, TrackGuard, Tracker};
 pub use framing::{Found, FramingFlag, HeadScan};
 pub use peer::{Peer, Scheme, TlsFacts};
 

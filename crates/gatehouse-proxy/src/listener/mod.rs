@@ -29,19 +29,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-/// Client connections that parked or closed, and upstream connections that parked, since the process
-/// started: what the binary's memory trimmer watches (`gatehouse/src/memory.rs`): after many, the allocator
-/// holds freed buffers worth giving back.
-static RELEASED: AtomicU64 = AtomicU64::new(0);
-
-/// See [`RELEASED`].
-pub fn connections_released() -> u64 {
-    RELEASED.load(Relaxed)
-}
-
-pub(crate) fn released() {
-    RELEASED.fetch_add(1, Relaxed);
-}
+pub use crate::conn::connections_released;
+use crate::conn::released;
 
 /// Binds a listening socket. SO_REUSEADDR lets a restarted Gatehouse bind at once over TIME_WAIT sockets.
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {

@@ -121,7 +121,7 @@ impl ConnPool {
     pub fn park(&self, io: UpstreamIo, idle_since_ms: u64) {
         self.mine().parked.push((io, idle_since_ms));
         // hyper's buffers were just freed: worth a trim after many (`connections_released`).
-        crate::listener::released();
+        crate::conn::released();
     }
 
     /// How many connections are idle with hyper's state (`live`: HTTP/2 ones too) and parked, over every
