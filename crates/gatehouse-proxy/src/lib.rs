@@ -2,7 +2,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | 0 | [`worker`], [`conn`], [`headers`] | threads; one client connection's facts, clocks and drain unit; header rules |
+//! | 0 | [`worker`], [`conn`], [`headers`], [`socket`] | threads; one client connection's facts, clocks and drain unit; header rules; a plain-or-TLS socket |
 //! | 1 | [`context`] | what is learnt about one request while serving it |
 //! | 2 | [`upstream`] | connections to servers: connect, pool, send, health probes |
 //! | 3 | [`snapshot`] | one config compiled for requests, with its end-of-request [`Observer`] |
@@ -29,6 +29,7 @@ pub mod phases;
 mod prepare;
 mod proxy;
 pub mod snapshot;
+pub mod socket;
 pub mod upstream;
 pub mod worker;
 
