@@ -76,7 +76,7 @@ impl ConnPool {
         let now = now_ms();
         let mut idle = self.mine();
         while let Some((io, since)) = idle.parked.pop() {
-            if now.saturating_sub(since) < idle_timeout.as_millis() as u64 && io.is_quiet() {
+            if usable(&io, since, now, idle_timeout) {
                 return Some(io);
             }
         }
@@ -151,9 +151,7 @@ impl ConnPool {
                 })
                 .collect();
             let parked = &mut idle.parked;
-            parked.retain(|(io, since)| {
-                now.saturating_sub(*since) < idle_timeout.as_millis() as u64 && io.is_quiet()
-            });
+            parked.retain(|(io, since)| usable(io, *since, now, idle_timeout));
             // Oldest first: beyond max_idle, the ones idle longest go.
             let excess = parked.len().saturating_sub(max_idle);
             parked.drain(..excess);
@@ -164,6 +162,12 @@ impl ConnPool {
             }
         }
     }
+}
+
+/// Whether a parked socket idle since `since` (`now_ms`) may still serve: not older than `idle_timeout`, and
+/// neither closed nor written to by the server meanwhile.
+fn usable(io: &UpstreamIo, since: u64, now: u64, idle_timeout: Duration) -> bool {
+    now.saturating_sub(since) < idle_timeout.as_millis() as u64 && io.is_quiet()
 }
 
 /// A connection lent to one request; [`Lease::release`] returns it to the pool.
