@@ -300,7 +300,7 @@ async fn send(
         Err(failed) => Try::Failed(failed),
         Ok(Ok(resp)) => Try::Sent(resp, sender),
         Ok(Err(SendFailure::NotSent(back, source))) => Try::NotSent(
-            back,
+            *back,
             ProxyError::Upstream {
                 addr: up.addr,
                 source,

@@ -30,7 +30,7 @@ pub enum Sender {
 #[derive(Debug)]
 pub enum SendFailure {
     /// Nothing reached the server: the request, untouched, for another connection.
-    NotSent(Request<RequestBody>, BoxError),
+    NotSent(Box<Request<RequestBody>>, BoxError),
     /// The request was written and then failed.
     Failed(BoxError),
 }
@@ -162,7 +162,10 @@ impl Sender {
         let hyper = |r: Result<_, hyper::client::conn::TrySendError<_>>| match r {
             Ok(resp) => Ok(Response::map(resp, ServerBody::Hyper)),
             Err(mut e) => match e.take_message() {
-                Some(back) => Err(SendFailure::NotSent(back, Box::new(e.into_error()))),
+                Some(back) => Err(SendFailure::NotSent(
+                    Box::new(back),
+                    Box::new(e.into_error()),
+                )),
                 None => Err(SendFailure::Failed(Box::new(e.into_error()))),
             },
         };
@@ -172,7 +175,7 @@ impl Sender {
             return match h1::send(conn, req).await {
                 Ok(resp) => Ok(resp.map(ServerBody::H1)),
                 Err(h1::SendError::NotSent(back, e)) => {
-                    Err(SendFailure::NotSent(*back, Box::new(e)))
+                    Err(SendFailure::NotSent(back, Box::new(e)))
                 }
                 Err(h1::SendError::Failed(e)) => Err(SendFailure::Failed(Box::new(e))),
             };
@@ -180,7 +183,7 @@ impl Sender {
         *self = taken;
         match self {
             Sender::H1(_) | Sender::Spent => Err(SendFailure::NotSent(
-                req,
+                Box::new(req),
                 "connection already in use".into(),
             )),
             Sender::Upgrade(s) => hyper(s.try_send_request(req).await),
