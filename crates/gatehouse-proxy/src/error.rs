@@ -31,7 +31,7 @@ pub enum ProxyError {
     /// The client's body could not be read to its end while it was forwarded (the client went away, or sent
     /// a malformed body): the client's fault, never counted against the server.
     #[error("the client's request body failed: {0}")]
-    ClientBody(hyper::Error),
+    ClientBody(crate::upstream::body::BoxError),
     /// The request target is longer than max_request_target.
     #[error("request target longer than max_request_target")]
     UriTooLong,
@@ -43,7 +43,7 @@ pub enum ProxyError {
     BodyTimeout,
     /// The client closed its connection before its request body was complete.
     #[error("the client went away before its request body was complete: {0}")]
-    ClientGone(hyper::Error),
+    ClientGone(crate::upstream::body::BoxError),
     /// Every server of the pool is down, or was already tried for this request.
     #[error("no server available in pool {0:?}")]
     NoServer(std::sync::Arc<str>),
@@ -54,7 +54,7 @@ pub enum ProxyError {
     #[error("bad response from {addr}: {source}")]
     Upstream {
         addr: SocketAddr,
-        source: hyper::Error,
+        source: crate::upstream::body::BoxError,
     },
     /// The server answered something a proxy must not pass on (a 101 to a protocol nobody asked for).
     #[error("bad response from {addr}: {what}")]

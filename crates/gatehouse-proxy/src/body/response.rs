@@ -2,10 +2,10 @@
 
 use crate::context::ErrorKind;
 use crate::upstream::pool::Lease;
+use crate::upstream::response::ServerBody;
 use bytes::Bytes;
 use gatehouse_balance::InFlight;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -20,7 +20,7 @@ pub struct ResponseBody {
 
 enum Kind {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(ServerBody),
     /// Compressed on the way ([`super::compress`]); the upstream body (and what it holds) is inside.
     Encoded(Box<super::compress::Encoded>),
 }
@@ -66,7 +66,7 @@ impl ResponseBody {
         b
     }
 
-    pub fn upstream(body: Incoming, hold: UpstreamHold) -> Self {
+    pub fn upstream(body: ServerBody, hold: UpstreamHold) -> Self {
         ResponseBody {
             kind: Kind::Upstream(body),
             upstream: Some(hold),
@@ -95,10 +95,11 @@ impl ResponseBody {
 
     /// The upstream body ended cleanly: the connection may serve another request.
     fn finish(&mut self) {
-        if let Some(hold) = self.upstream.take() {
-            if let Some(lease) = hold.lease {
-                lease.release();
-            }
+        let (Some(hold), Kind::Upstream(inner)) = (self.upstream.take(), &mut self.kind) else {
+            return;
+        };
+        if let Some(lease) = hold.lease {
+            lease.release(inner.take_finished());
         }
     }
 }
@@ -121,7 +122,7 @@ impl Body for ResponseBody {
                     Some(Err(_)) => this.upstream = None,
                     Some(Ok(_)) => {}
                 }
-                Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
+                Poll::Ready(frame)
             }
             Kind::Encoded(enc) => {
                 use futures_util::Stream;

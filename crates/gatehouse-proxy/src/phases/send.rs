@@ -3,7 +3,7 @@
 //! Retries follow one rule: a request is sent again only if nothing the server could act on twice reached it.
 //! A failed connect moves on to the next server the balancer offers (up to `retries` more, within
 //! `retry_timeout`); a pooled connection that turns out to be closed hands the request back untouched
-//! (hyper's `try_send_request`) and the next idle one, or a new connection, to the *same* server is used — that
+//! (`Sender::try_send`) and the next idle one, or a new connection, to the *same* server is used — that
 //! is not an attempt. Once a request was written, a failure is final, except for an idempotent request without
 //! a body (GET, HEAD, …) whose connection broke before any response byte (a server killed mid-request): its
 //! head was kept, and it goes to the next server. A body is never replayed. This is why retries are a phase
@@ -21,21 +21,20 @@ use crate::context::BodyProgress;
 use crate::context::{Attempt, Outcome, RequestCtx};
 use crate::error::ProxyError;
 use crate::snapshot::PoolRt;
-use crate::upstream::body::{BodyStalled, ClientBodyError, RequestBody, TooLarge};
+use crate::upstream::body::{BodyStalled, BoxError, ClientBodyError, RequestBody, TooLarge};
 use crate::upstream::connect::{connect, resume};
-use crate::upstream::sender::Sender;
+use crate::upstream::response::ServerBody;
+use crate::upstream::sender::{SendFailure, Sender};
 use crate::upstream::Upstream;
 use gatehouse_balance::{ip_hash::key_for_ip, now_ms, InFlight, Tried};
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::TrySendError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A response head from a server, and what it holds.
 #[derive(Debug)]
 pub struct Sent<'p> {
-    pub resp: Response<Incoming>,
+    pub resp: Response<ServerBody>,
     pub sender: Sender,
     /// Counted from the pick, while waiting for the head too (least_conn sees slow servers); released when
     /// the response body ends (or, for an upgrade, when the tunnel closes).
@@ -214,7 +213,7 @@ impl Replay {
 
 enum Try {
     /// The server answered with a response head.
-    Sent(Response<Incoming>, Sender),
+    Sent(Response<ServerBody>, Sender),
     /// Nothing reached the server: the request is handed back for another.
     NotSent(Request<RequestBody>, ProxyError),
     /// The request was written and then failed: final.
@@ -242,11 +241,9 @@ async fn attempt(
                 done => return done,
             }
         }
-        // Parked connections next: hyper starts on the open socket again (no I/O). Boxed, like connect.
+        // Parked connections next: the open socket is taken up again (no I/O).
         while let Some(io) = up.conns.unpark(pool.idle_timeout) {
-            let Ok(sender) = Box::pin(resume(io, up)).await else {
-                continue;
-            };
+            let sender = resume(io);
             ctx.times.upstream_connected = Some(Instant::now());
             match send(pool, up, sender, req, &body).await {
                 Try::NotSent(back, _) => req = back,
@@ -302,20 +299,18 @@ async fn send(
     match result {
         Err(failed) => Try::Failed(failed),
         Ok(Ok(resp)) => Try::Sent(resp, sender),
-        Ok(Err(mut e)) => match e.take_message() {
-            Some(back) => Try::NotSent(
-                back,
-                ProxyError::Upstream {
-                    addr: up.addr,
-                    source: e.into_error(),
-                },
-            ),
-            None => Try::Failed(blame(up, e.into_error())),
-        },
+        Ok(Err(SendFailure::NotSent(back, source))) => Try::NotSent(
+            *back,
+            ProxyError::Upstream {
+                addr: up.addr,
+                source,
+            },
+        ),
+        Ok(Err(SendFailure::Failed(e))) => Try::Failed(blame(up, e)),
     }
 }
 
-type Exchanged = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
+type Exchanged = Result<Response<ServerBody>, SendFailure>;
 
 /// While the request body is still coming: `None` once it is complete (the response clock starts), or the
 /// exchange's end if the server answered first, or the failure if the body stopped moving for body_timeout.
@@ -352,8 +347,8 @@ where
 
 /// Whose fault a failed exchange was: a body cut by max_body or a client body that broke are the client's;
 /// the rest is the server's.
-fn blame(up: &Upstream, source: hyper::Error) -> ProxyError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+fn blame(up: &Upstream, source: BoxError) -> ProxyError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
     while let Some(e) = cause {
         if e.is::<TooLarge>() {
             return ProxyError::BodyTooLarge;

@@ -101,6 +101,12 @@ impl RequestBody {
         }
     }
 
+    /// This body, leaving an empty one in its place (the request keeps its head for a retry).
+    pub fn take(&mut self) -> RequestBody {
+        let empty = RequestBody::empty(self.stall.after);
+        std::mem::replace(self, empty)
+    }
+
     fn end(&mut self) {
         if let Some(p) = &self.progress {
             p.complete();

@@ -1,12 +1,14 @@
 //! Opening a connection to a server: TCP with a timeout and TCP_NODELAY, TLS when the pool says so
-//! (certificate verified, SNI from the pool or the server's name), then the HTTP/1.1 or HTTP/2 handshake; the
-//! connection's I/O runs in its own task on the current worker. An HTTP/1.1 connection's task hands its
-//! socket back to the pool when the pool parks it, and [`resume`] starts hyper on a parked socket again.
+//! (certificate verified, SNI from the pool or the server's name), then HTTP/1.1 (Gatehouse's own client,
+//! [`super::h1`]: no handshake, no task) or the HTTP/2 handshake (its I/O in its own task on the current
+//! worker). A request that may upgrade gets hyper's HTTP/1.1 client, which hands the socket to the tunnel.
+//! [`resume`] takes a parked socket up again.
 
 use super::body::RequestBody;
+use super::h1::H1Conn;
 use super::h2_settings::SettingsReader;
 use super::io::UpstreamIo;
-use super::sender::{H2Streams, ParkSlot, Sender};
+use super::sender::{H2Streams, Sender};
 use super::{Settings, Upstream};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -66,10 +68,10 @@ pub async fn connect(
         .map_err(|_| ConnectError::Timeout(timeout))?
 }
 
-/// A new hyper connection on a parked socket (one the pool kept without hyper's state): no I/O, the server
+/// A parked socket (one the pool kept without its buffers) made a connection again: no I/O, the server
 /// sees the next request on its open connection.
-pub async fn resume(io: UpstreamIo, up: &Upstream) -> Result<Sender, ConnectError> {
-    handshake_h1(io, false, up).await
+pub fn resume(io: UpstreamIo) -> Sender {
+    Sender::H1(H1Conn::new(io, true))
 }
 
 async fn handshake_h2<S>(io: S, up: &Upstream) -> Result<Sender, ConnectError>
@@ -100,6 +102,9 @@ async fn handshake_h1(
     upgrades: bool,
     up: &Upstream,
 ) -> Result<Sender, ConnectError> {
+    if !upgrades {
+        return Ok(Sender::H1(H1Conn::new(io, false)));
+    }
     let addr = up.addr;
     // The read buffer bounds what an upstream connection holds for a client that reads slowly (hyper's default
     // grows to ~400 KiB): beyond it, the server's bytes wait in its socket.
@@ -107,31 +112,10 @@ async fn handshake_h1(
         .max_buf_size(UPSTREAM_MAX_BUF)
         .handshake::<_, RequestBody>(TokioIo::new(io))
         .await?;
-    let slot = Arc::new(ParkSlot::default());
-    if upgrades {
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(%addr, error = %e, "upstream connection ended");
-            }
-        });
-        return Ok(Sender::H1(sender, slot));
-    }
-    let (asked, pool) = (slot.clone(), up.conns.clone());
     tokio::spawn(async move {
-        // Without shutdown: the socket comes back when hyper's connection ends, to be parked if the pool
-        // asked for that (and closed by being dropped otherwise).
-        match conn.without_shutdown().await {
-            Ok(parts) => {
-                if let Some(since) = asked.asked() {
-                    // Bytes hyper read past the last response were sent unasked: such a connection is not
-                    // reused.
-                    if parts.read_buf.is_empty() {
-                        pool.park(parts.io.into_inner(), since);
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(%addr, error = %e, "upstream connection ended"),
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%addr, error = %e, "upstream connection ended");
         }
     });
-    Ok(Sender::H1(sender, slot))
+    Ok(Sender::Upgrade(sender))
 }

@@ -1,6 +1,5 @@
-//! An HTTP/1.1 upstream connection's socket, plain or TLS, as one type: so that a parked connection (one the
-//! pool took out of hyper's hands, see [`super::pool`]) can be handed to a new hyper connection whichever it
-//! is, and so that one connection type serves both.
+//! An HTTP/1.1 upstream connection's socket, plain or TLS, as one type: so that one client ([`super::h1`])
+//! and one parked list ([`super::pool`]) serve both.
 
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;

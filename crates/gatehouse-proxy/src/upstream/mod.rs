@@ -1,21 +1,25 @@
 //! Connections to backend servers. Knows nothing of routes or requests' contexts: it is given a server, the
 //! pool's connection settings and a request, and hands back a sender or an error.
 //!
-//! * [`connect`] opens one (TCP_NODELAY, connect timeout, TLS if asked, HTTP/1.1 or HTTP/2 handshake);
+//! * [`connect`] opens one (TCP_NODELAY, connect timeout, TLS if asked, HTTP/2 handshake);
+//! * [`h1`] speaks HTTP/1.1 on it, inside the request's task (hyper's client only for upgrades);
 //! * [`pool`] keeps idle keep-alive connections per server and worker (and shares HTTP/2 ones), so most
 //!   requests open none; HTTP/1.1 ones idle for a second park as bare sockets ([`io`]);
 //! * [`sender`] is the handle a request is sent on (an HTTP/2 one holds a stream, up to the server's limit,
-//!   which [`h2_settings`] reads); [`body`] the request body as it goes up.
+//!   which [`h2_settings`] reads); [`body`] the request body as it goes up, [`response`] the response body
+//!   as it comes down.
 //!
 //! The files use the [`Upstream`] and [`Settings`] defined here: a cycle inside the folder only.
 
 pub mod body;
 pub mod connect;
 pub mod dns;
+pub mod h1;
 pub mod h2_settings;
 pub mod health;
 pub mod io;
 pub mod pool;
+pub mod response;
 pub mod sender;
 
 use gatehouse_balance::{AdminControl, ServerState};

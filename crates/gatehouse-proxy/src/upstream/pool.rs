@@ -5,11 +5,10 @@
 //! LIFO so that surplus connections go idle at the bottom and age out. Each worker thread has its own list
 //! (a connection's I/O task runs on the worker that opened it), so the short lock is never contended.
 //!
-//! An HTTP/1.1 connection idle for [`PARK_AFTER`] is *parked*, as client connections are: hyper's
-//! connection (its read and write buffers, its task) ends without closing the socket, and only the socket
-//! stays in the pool. The next request that finds no live connection starts hyper on a parked one again
-//! ([`super::connect::resume`]), after checking that the server has not closed it meanwhile. A burst that
-//! left hundreds of connections idle then costs their sockets, not ~20 KiB each.
+//! An HTTP/1.1 connection idle for [`PARK_AFTER`] is *parked*, as client connections are: its buffers are
+//! freed and only the socket stays in the pool. The next request that finds no live connection takes a parked
+//! one up again ([`super::connect::resume`]), after checking that the server has not closed it meanwhile. A
+//! burst that left hundreds of connections idle then costs their sockets, not their buffers.
 
 use super::io::UpstreamIo;
 use super::sender::Sender;
@@ -17,7 +16,7 @@ use gatehouse_balance::now_ms;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long an HTTP/1.1 connection sits idle in the pool, with hyper's buffers, before it is parked.
+/// How long an HTTP/1.1 connection sits idle in the pool, with its buffers, before it is parked.
 pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// One worker's idle connections.
@@ -63,7 +62,7 @@ impl ConnPool {
         }
         // HTTP/1.1: last in, first out, so surplus connections age out at the bottom.
         while let Some((sender, since)) = live.pop() {
-            if sender.is_ready() && since.elapsed() < idle_timeout {
+            if since.elapsed() < idle_timeout && sender.is_ready() {
                 return Some(sender);
             }
         }
@@ -91,22 +90,12 @@ impl ConnPool {
         }
     }
 
-    /// Keeps `sender` for a later request, once it is ready again; drops it when the pool is full or closed.
-    pub fn put(self: &Arc<Self>, mut sender: Sender, max_idle: usize) {
-        if sender.is_closed() || max_idle == 0 || sender.is_h2() {
-            return; // HTTP/2 connections stay in the pool while lent; nothing to give back.
-        }
-        if sender.is_ready() {
+    /// Keeps an HTTP/1.1 connection whose response was read to its end for a later request; drops it when
+    /// the pool is full. (HTTP/2 connections stay in the pool while lent; upgrades' are never pooled.)
+    pub fn put(&self, sender: Sender, max_idle: usize) {
+        if matches!(sender, Sender::H1(_)) && max_idle > 0 {
             self.push(sender, max_idle);
-            return;
         }
-        // The connection task has not yet seen the end of the previous exchange; wait for it off the hot path.
-        let pool = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                pool.push(sender, max_idle);
-            }
-        });
     }
 
     fn push(&self, sender: Sender, max_idle: usize) {
@@ -114,14 +103,6 @@ impl ConnPool {
         if idle.live.len() < max_idle {
             idle.live.push((sender, Instant::now()));
         }
-    }
-
-    /// Called by a connection's task when hyper's connection ended because the pool parked it: the socket
-    /// joins this worker's parked list.
-    pub fn park(&self, io: UpstreamIo, idle_since_ms: u64) {
-        self.mine().parked.push((io, idle_since_ms));
-        // hyper's buffers were just freed: worth a trim after many (`connections_released`).
-        crate::conn::released();
     }
 
     /// How many connections are idle with hyper's state (`live`: HTTP/2 ones too) and parked, over every
@@ -134,8 +115,7 @@ impl ConnPool {
     }
 
     /// Drops connections idle for longer than `idle_timeout` or closed by the server, and parks HTTP/1.1
-    /// ones idle for [`PARK_AFTER`]: hyper's connection ends (its task hands the socket back through
-    /// [`ConnPool::park`]), and only the socket is kept, at most `max_idle` of them per worker.
+    /// ones idle for [`PARK_AFTER`]: only the socket is kept, at most `max_idle` of them per worker.
     pub fn sweep(&self, idle_timeout: Duration, max_idle: usize) {
         let now = now_ms();
         for list in &self.idle {
@@ -147,19 +127,22 @@ impl ConnPool {
             let to_park: Vec<_> = idle
                 .live
                 .extract_if(.., |(s, since)| {
-                    !s.is_h2() && since.elapsed() >= PARK_AFTER && s.is_ready()
+                    matches!(s, Sender::H1(_)) && since.elapsed() >= PARK_AFTER
                 })
                 .collect();
-            let parked = &mut idle.parked;
-            parked.retain(|(io, since)| usable(io, *since, now, idle_timeout));
+            let Idle { parked, .. } = &mut *idle;
+            for (s, since) in to_park {
+                if let Sender::H1(conn) = s {
+                    let since_ms = now.saturating_sub(since.elapsed().as_millis() as u64);
+                    parked.push((conn.into_io(), since_ms));
+                    // Its buffers were just freed: worth a purge after many (`connections_released`).
+                    crate::conn::released();
+                }
+            }
             // Oldest first: beyond max_idle, the ones idle longest go.
+            parked.retain(|(io, since)| usable(io, *since, now, idle_timeout));
             let excess = parked.len().saturating_sub(max_idle);
             parked.drain(..excess);
-            drop(idle);
-            // Outside the lock: each task that ends takes it to park its socket.
-            for (s, since) in to_park {
-                s.park(now.saturating_sub(since.elapsed().as_millis() as u64));
-            }
         }
     }
 }
@@ -170,7 +153,8 @@ fn usable(io: &UpstreamIo, since: u64, now: u64, idle_timeout: Duration) -> bool
     now.saturating_sub(since) < idle_timeout.as_millis() as u64 && io.is_quiet()
 }
 
-/// A connection lent to one request; [`Lease::release`] returns it to the pool.
+/// A connection lent to one request: an HTTP/2 handle (holding its stream until the response ends), or the
+/// place an HTTP/1.1 connection goes back to (its response body holds it meanwhile).
 #[derive(Debug)]
 pub struct Lease {
     pub sender: Sender,
@@ -179,7 +163,10 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn release(self) {
-        self.pool.put(self.sender, self.max_idle);
+    /// The response was read to its end: the HTTP/1.1 connection it gave back, if any, returns to the pool.
+    pub fn release(self, conn: Option<Box<super::h1::H1Conn>>) {
+        if let Some(conn) = conn {
+            self.pool.put(Sender::H1(conn), self.max_idle);
+        }
     }
 }

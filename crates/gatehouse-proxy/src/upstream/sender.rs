@@ -1,8 +1,6 @@
-//! A request sender on an upstream connection, HTTP/1.1 (one request at a time, lent out) or HTTP/2
-//! (multiplexed, shared).
-//!
-//! An HTTP/1.1 sender carries its connection's [`ParkSlot`]: the pool writes into it when it takes the
-//! connection out of hyper's hands to keep only the socket (see [`super::pool`]).
+//! A request sender on an upstream connection: HTTP/1.1 (one request at a time, lent out, spoken by
+//! Gatehouse's own client, [`super::h1`]), an upgrade's HTTP/1.1 connection (hyper's client, which hands the
+//! socket over for the tunnel; never pooled), or HTTP/2 (hyper's, multiplexed, shared).
 //!
 //! An HTTP/2 connection takes at most as many streams at once as the server allows (its SETTINGS'
 //! MAX_CONCURRENT_STREAMS, read by [`crate::upstream::h2_settings`]); hyper would queue more inside the
@@ -10,38 +8,31 @@
 //! request counts one stream on its connection until the request lets it go, and the pool opens another
 //! connection when every one it has is full.
 
-use super::body::RequestBody;
+use super::body::{BoxError, RequestBody};
+use super::h1::{self, H1Conn};
+use super::response::ServerBody;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2, TrySendError};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use hyper::client::conn::{http1, http2};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 #[derive(Debug)]
 pub enum Sender {
-    H1(http1::SendRequest<RequestBody>, Arc<ParkSlot>),
+    H1(Box<H1Conn>),
+    /// An HTTP/1.1 connection whose response body holds it now (it comes back through the lease).
+    Spent,
+    /// hyper's HTTP/1.1 client, for a request that may upgrade.
+    Upgrade(http1::SendRequest<RequestBody>),
     H2(H2Sender),
 }
 
-/// Set by the pool, read by the connection's task when hyper's connection ends: whether the socket is to be
-/// parked (kept, without hyper's buffers) rather than closed, and since when it has been idle. Only the pool
-/// sets it, and only on a connection it holds idle and ready: a connection that ends any other way (a
-/// response cut short, the server's close) is never parked, whatever its socket looks like.
-#[derive(Debug, Default)]
-pub struct ParkSlot {
-    /// `gatehouse_balance::now_ms()` when the connection went idle; 0 until the pool asks.
-    idle_since_ms: AtomicU64,
-}
-
-impl ParkSlot {
-    pub fn ask(&self, idle_since_ms: u64) {
-        self.idle_since_ms.store(idle_since_ms.max(1), Relaxed);
-    }
-
-    /// When the pool asked, since when the connection has been idle.
-    pub fn asked(&self) -> Option<u64> {
-        Some(self.idle_since_ms.load(Relaxed)).filter(|&ms| ms != 0)
-    }
+/// Why a request got no response head.
+#[derive(Debug)]
+pub enum SendFailure {
+    /// Nothing reached the server: the request, untouched, for another connection.
+    NotSent(Box<Request<RequestBody>>, BoxError),
+    /// The request was written and then failed.
+    Failed(BoxError),
 }
 
 /// A handle on a shared HTTP/2 connection.
@@ -103,16 +94,22 @@ impl Sender {
         })
     }
 
+    /// Can take a request now. An idle HTTP/1.1 connection is checked for a close (or stray bytes) from the
+    /// server as it is taken ([`H1Conn::is_usable`]).
     pub fn is_ready(&self) -> bool {
         match self {
-            Sender::H1(s, _) => s.is_ready(),
+            Sender::H1(c) => c.is_usable(),
+            Sender::Spent => false,
+            Sender::Upgrade(s) => s.is_ready(),
             Sender::H2(s) => s.tx.is_ready(),
         }
     }
 
     pub fn is_closed(&self) -> bool {
         match self {
-            Sender::H1(s, _) => s.is_closed(),
+            Sender::H1(_) => false,
+            Sender::Spent => true,
+            Sender::Upgrade(s) => s.is_closed(),
             Sender::H2(s) => s.tx.is_closed(),
         }
     }
@@ -121,19 +118,10 @@ impl Sender {
         matches!(self, Sender::H2(_))
     }
 
-    /// Asks the connection's task to park the socket when hyper's connection ends (which dropping this
-    /// sender, the connection's only one, makes it do at once). HTTP/2 connections do not park.
-    pub fn park(self, idle_since_ms: u64) {
-        if let Sender::H1(_, slot) = &self {
-            slot.ask(idle_since_ms);
-        }
-    }
-
     /// A handle for one request on a shared HTTP/2 connection, holding one of its streams; `None` for
     /// HTTP/1.1 (which cannot be shared) or when every stream the server allows is in use.
     pub fn share(&self) -> Option<Sender> {
         match self {
-            Sender::H1(..) => None,
             Sender::H2(s) => s.streams.take().then(|| {
                 Sender::H2(H2Sender {
                     tx: s.tx.clone(),
@@ -141,37 +129,65 @@ impl Sender {
                     counted: true,
                 })
             }),
+            _ => None,
         }
     }
 
     /// The pool's (uncounted) handle on this HTTP/2 connection.
     pub fn pooled(&self) -> Option<Sender> {
         match self {
-            Sender::H1(..) => None,
             Sender::H2(s) => Some(Sender::H2(H2Sender {
                 tx: s.tx.clone(),
                 streams: s.streams.clone(),
                 counted: false,
             })),
+            _ => None,
         }
     }
 
-    /// Waits until the connection can take a request.
+    /// Waits until the connection can take a request (hyper's: the previous exchange is seen to its end).
     pub async fn ready(&mut self) -> hyper::Result<()> {
         match self {
-            Sender::H1(s, _) => s.ready().await,
+            Sender::Upgrade(s) => s.ready().await,
             Sender::H2(s) => s.tx.ready().await,
+            Sender::H1(_) | Sender::Spent => Ok(()),
         }
     }
 
-    /// Sends `req`; if it could not be written at all, the error gives it back.
+    /// Sends `req` and waits for the response head.
     pub async fn try_send(
         &mut self,
         req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+    ) -> Result<Response<ServerBody>, SendFailure> {
+        let hyper = |r: Result<_, hyper::client::conn::TrySendError<_>>| match r {
+            Ok(resp) => Ok(Response::map(resp, ServerBody::Hyper)),
+            Err(mut e) => match e.take_message() {
+                Some(back) => Err(SendFailure::NotSent(
+                    Box::new(back),
+                    Box::new(e.into_error()),
+                )),
+                None => Err(SendFailure::Failed(Box::new(e.into_error()))),
+            },
+        };
+        // An HTTP/1.1 connection goes into its response's body; `Spent` stands in for it meanwhile.
+        let taken = std::mem::replace(self, Sender::Spent);
+        if let Sender::H1(conn) = taken {
+            return match h1::send(conn, req).await {
+                Ok(resp) => Ok(resp.map(ServerBody::H1)),
+                Err(h1::SendError::NotSent(back, e)) => {
+                    Err(SendFailure::NotSent(back, Box::new(e)))
+                }
+                Err(h1::SendError::Failed(e)) => Err(SendFailure::Failed(Box::new(e))),
+            };
+        }
+        *self = taken;
         match self {
-            Sender::H1(s, _) => s.try_send_request(req).await,
-            Sender::H2(s) => s.tx.try_send_request(req).await,
+            Sender::H1(_) | Sender::Spent => Err(SendFailure::NotSent(
+                Box::new(req),
+                "connection already in use".into(),
+            )),
+            Sender::Upgrade(s) => hyper(s.try_send_request(req).await),
+            Sender::H2(s) => hyper(s.tx.try_send_request(req).await),
         }
     }
 }
