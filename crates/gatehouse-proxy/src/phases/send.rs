@@ -182,17 +182,8 @@ struct Replay {
 
 impl Replay {
     fn of(req: &Request<RequestBody>, upgrade: bool) -> Option<Replay> {
-        use http::Method;
         use http_body::Body as _;
-        let idempotent = matches!(
-            *req.method(),
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        );
+        let idempotent = crate::upstream::h1::is_idempotent(req.method());
         (idempotent && !upgrade && req.body().is_end_stream()).then(|| Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),

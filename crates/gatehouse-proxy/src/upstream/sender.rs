@@ -145,15 +145,6 @@ impl Sender {
         }
     }
 
-    /// Waits until the connection can take a request (hyper's: the previous exchange is seen to its end).
-    pub async fn ready(&mut self) -> hyper::Result<()> {
-        match self {
-            Sender::Upgrade(s) => s.ready().await,
-            Sender::H2(s) => s.tx.ready().await,
-            Sender::H1(_) | Sender::Spent => Ok(()),
-        }
-    }
-
     /// Sends `req` and waits for the response head.
     pub async fn try_send(
         &mut self,

@@ -152,7 +152,8 @@ pub async fn send(
     }
 }
 
-fn is_idempotent(m: &Method) -> bool {
+/// Idempotent (RFC 9110 §9.2.2): a request the server may receive twice with the effect of once.
+pub fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
