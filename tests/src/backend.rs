@@ -426,6 +426,23 @@ pub async fn garbage_backend() -> (SocketAddr, JoinHandle<()>) {
     (addr, task)
 }
 
+/// A TCP server that reads a request and closes the connection without a response (a server killed
+/// mid-request, every time).
+pub async fn closing_backend() -> (SocketAddr, JoinHandle<()>) {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
 /// A TCP server that accepts connections and never answers.
 pub async fn silent_backend() -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

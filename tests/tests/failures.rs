@@ -1,7 +1,7 @@
 //! Answers when things go wrong: 502, 503, 504, 413, 403, and dead servers that cost no request.
 
 use bytes::Bytes;
-use gatehouse_e2e::backend::{garbage_backend, silent_backend};
+use gatehouse_e2e::backend::{closing_backend, garbage_backend, silent_backend};
 use gatehouse_e2e::client::{get, get_with, http1, send};
 use gatehouse_e2e::{dead_addr, single_pool, Backend, Gatehouse};
 use http::Method;
@@ -75,6 +75,50 @@ async fn a_dead_server_in_a_pool_fails_no_request() {
     assert!(
         g.logs().contains("server unreachable"),
         "the retries were logged"
+    );
+}
+
+/// A server that takes the request and closes without a response: an idempotent request without a body goes
+/// to the next server (the HTTP/1.1 client hands it back; nothing is copied beforehand), one with a body
+/// never does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_the_server_dropped_is_replayed_only_if_idempotent_and_bodiless() {
+    let (closing, _task) = closing_backend().await;
+    let a = Backend::start("a").await;
+    let g = Gatehouse::start(&config(
+        &format!("\"{closing}\", \"{}\"", a.addr),
+        "max_fails = 0
+retries = 1",
+    ));
+    let client = http1();
+    for i in 0..10 {
+        let r = send(&client, Method::GET, &g.url("/"), &[], Bytes::new()).await;
+        assert_eq!(r.status, 200, "GET {i}: {}", r.body);
+    }
+    assert_eq!(a.count(), 10, "every GET answered by the live server");
+    assert!(
+        g.logs().contains("connection broke before the response"),
+        "the replays were logged"
+    );
+    let mut failed = 0;
+    for _ in 0..4 {
+        let r = send(
+            &client,
+            Method::POST,
+            &g.url("/"),
+            &[],
+            Bytes::from_static(b"a body"),
+        )
+        .await;
+        match r.status {
+            200 => {}
+            502 => failed += 1,
+            s => panic!("POST answered {s}"),
+        }
+    }
+    assert_eq!(
+        failed, 2,
+        "round robin sent every other POST to the closing server; none was replayed"
     );
 }
 

@@ -5,8 +5,9 @@
 //! `retry_timeout`); a pooled connection that turns out to be closed hands the request back untouched
 //! (`Sender::try_send`) and the next idle one, or a new connection, to the *same* server is used — that
 //! is not an attempt. Once a request was written, a failure is final, except for an idempotent request without
-//! a body (GET, HEAD, …) whose connection broke before any response byte (a server killed mid-request): its
-//! head was kept, and it goes to the next server. A body is never replayed. This is why retries are a phase
+//! a body (GET, HEAD, …) whose connection broke before any response byte (a server killed mid-request): it
+//! goes to the next server (an HTTP/1.1 connection hands the request back; for HTTP/2, whose client consumes
+//! it, its head is copied first). A body is never replayed. This is why retries are a phase
 //! and not a tower retry layer: only here is it known whether the body was consumed.
 //!
 //! Every try of a server is an [`Attempt`] in the request's context, with its outcome.
@@ -44,7 +45,7 @@ pub struct Sent<'p> {
 
 pub async fn with_retries<'p>(
     pool: &'p PoolRt,
-    mut req: Request<RequestBody>,
+    mut req: Box<Request<RequestBody>>,
     upgrade: bool,
     body_timeout: Duration,
     ctx: &mut RequestCtx,
@@ -57,10 +58,10 @@ pub async fn with_retries<'p>(
     let mut tried = Tried::default();
     let mut last_error: Option<ProxyError> = None;
     // Idempotent and bodiless: it may be sent again if the connection breaks before any response byte (a
-    // server killed mid-request). Its head is kept for that; only when another server could take it.
-    let replay = (pool.retries > 0 && pool.upstreams.len() > 1)
-        .then(|| Replay::of(&req, upgrade))
-        .flatten();
+    // server killed mid-request), when another server could take it. HTTP/1.1 hands such a request back;
+    // HTTP/2's client consumes it, so for an HTTP/2 pool its head is copied now.
+    let replayable = pool.retries > 0 && pool.upstreams.len() > 1 && Replay::applies(&req, upgrade);
+    let replay = (replayable && pool.connect.http2).then(|| Replay::of(&req));
     let first_try = Instant::now();
     loop {
         if let (Some(limit), false) = (pool.retry_timeout, tried.is_empty()) {
@@ -117,27 +118,33 @@ pub async fn with_retries<'p>(
                     return Err(give_up(pool, last_error));
                 }
             }
-            Try::Failed(err @ ProxyError::Upstream { .. }) if replay.is_some() => {
-                // Reset or closed before any response byte, and safe to send again: the next server.
-                ctx.attempts.finish_last(Outcome::Failed);
-                if up
-                    .state
-                    .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms)
-                {
-                    ctx.attempts.ejected_last();
-                }
-                up.metrics.set_last_error(err.to_string());
-                tracing::warn!(pool = %pool.name, server = %up.addr, error = %err, "connection broke before the response; sending the request to another server");
-                last_error = Some(err);
-                if tried.len() > pool.retries as usize {
-                    return Err(give_up(pool, last_error));
-                }
-                req = match &replay {
-                    Some(r) => r.request(body_timeout),
-                    None => return Err(give_up(pool, last_error)),
+            Try::Failed(err, back) => {
+                // Broken before any response byte, and safe to send again: the next server. The request is
+                // the one handed back (HTTP/1.1) or a copy of its head (HTTP/2).
+                let again = match back {
+                    Some(back) if replayable => Some(back),
+                    _ => replay
+                        .as_ref()
+                        .filter(|_| matches!(err, ProxyError::Upstream { .. }))
+                        .map(|r| Box::new(r.request(body_timeout))),
                 };
-            }
-            Try::Failed(err) => {
+                if let Some(again) = again {
+                    ctx.attempts.finish_last(Outcome::Failed);
+                    if up
+                        .state
+                        .record_failure(now_ms(), pool.max_fails, pool.fail_timeout_ms)
+                    {
+                        ctx.attempts.ejected_last();
+                    }
+                    up.metrics.set_last_error(err.to_string());
+                    tracing::warn!(pool = %pool.name, server = %up.addr, error = %err, "connection broke before the response; sending the request to another server");
+                    last_error = Some(err);
+                    if tried.len() > pool.retries as usize {
+                        return Err(give_up(pool, last_error));
+                    }
+                    req = again;
+                    continue;
+                }
                 // The server's doing: no answer in time, or the connection broke (a reset) before a response.
                 let servers_fault = matches!(
                     err,
@@ -181,15 +188,19 @@ struct Replay {
 }
 
 impl Replay {
-    fn of(req: &Request<RequestBody>, upgrade: bool) -> Option<Replay> {
+    /// Whether `req` may be sent again after its connection broke before any response byte.
+    fn applies(req: &Request<RequestBody>, upgrade: bool) -> bool {
         use http_body::Body as _;
-        let idempotent = crate::upstream::h1::is_idempotent(req.method());
-        (idempotent && !upgrade && req.body().is_end_stream()).then(|| Replay {
+        crate::upstream::h1::is_idempotent(req.method()) && !upgrade && req.body().is_end_stream()
+    }
+
+    fn of(req: &Request<RequestBody>) -> Replay {
+        Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
             headers: req.headers().clone(),
-        })
+        }
     }
 
     fn request(&self, body_timeout: Duration) -> Request<RequestBody> {
@@ -206,16 +217,17 @@ enum Try {
     /// The server answered with a response head.
     Sent(Response<ServerBody>, Sender),
     /// Nothing reached the server: the request is handed back for another.
-    NotSent(Request<RequestBody>, ProxyError),
-    /// The request was written and then failed: final.
-    Failed(ProxyError),
+    NotSent(Box<Request<RequestBody>>, ProxyError),
+    /// The request was written and then failed: final, unless the connection broke before any response
+    /// byte, the request had no body, and it came back (HTTP/1.1): then an idempotent one may go again.
+    Failed(ProxyError, Option<Box<Request<RequestBody>>>),
 }
 
 /// One server: idle pooled connections first (skipping ones found closed), then a new connection.
 async fn attempt(
     pool: &PoolRt,
     up: &Upstream,
-    mut req: Request<RequestBody>,
+    mut req: Box<Request<RequestBody>>,
     upgrade: bool,
     body_timeout: Duration,
     ctx: &mut RequestCtx,
@@ -273,7 +285,7 @@ async fn send(
     pool: &PoolRt,
     up: &Upstream,
     mut sender: Sender,
-    req: Request<RequestBody>,
+    req: Box<Request<RequestBody>>,
     body: &Body,
 ) -> Try {
     let result = {
@@ -282,22 +294,26 @@ async fn send(
         match wait_for_body(&mut exchange, body, up).await {
             Some(done) => done,
             None => match tokio::time::timeout(pool.response_timeout, exchange).await {
-                Err(_) => return Try::Failed(ProxyError::Timeout { addr: up.addr }),
+                Err(_) => return Try::Failed(ProxyError::Timeout { addr: up.addr }, None),
                 Ok(r) => Ok(r),
             },
         }
     };
     match result {
-        Err(failed) => Try::Failed(failed),
+        Err(failed) => Try::Failed(failed, None),
         Ok(Ok(resp)) => Try::Sent(resp, sender),
         Ok(Err(SendFailure::NotSent(back, source))) => Try::NotSent(
-            *back,
+            back,
             ProxyError::Upstream {
                 addr: up.addr,
                 source,
             },
         ),
-        Ok(Err(SendFailure::Failed(e))) => Try::Failed(blame(up, e)),
+        Ok(Err(SendFailure::Failed(e, back))) => match blame(up, e) {
+            // Only the server's breaking is replayed, never a failure of the client's.
+            err @ ProxyError::Upstream { .. } => Try::Failed(err, back),
+            err => Try::Failed(err, None),
+        },
     }
 }
 

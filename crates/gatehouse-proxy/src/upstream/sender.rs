@@ -31,8 +31,9 @@ pub enum Sender {
 pub enum SendFailure {
     /// Nothing reached the server: the request, untouched, for another connection.
     NotSent(Box<Request<RequestBody>>, BoxError),
-    /// The request was written and then failed.
-    Failed(BoxError),
+    /// The request was written and then failed; a request without a body comes back where the connection
+    /// can tell (HTTP/1.1), for a replay of an idempotent one.
+    Failed(BoxError, Option<Box<Request<RequestBody>>>),
 }
 
 /// A handle on a shared HTTP/2 connection.
@@ -148,7 +149,7 @@ impl Sender {
     /// Sends `req` and waits for the response head.
     pub async fn try_send(
         &mut self,
-        req: Request<RequestBody>,
+        req: Box<Request<RequestBody>>,
     ) -> Result<Response<ServerBody>, SendFailure> {
         let hyper = |r: Result<_, hyper::client::conn::TrySendError<_>>| match r {
             Ok(resp) => Ok(Response::map(resp, ServerBody::Hyper)),
@@ -157,7 +158,7 @@ impl Sender {
                     Box::new(back),
                     Box::new(e.into_error()),
                 )),
-                None => Err(SendFailure::Failed(Box::new(e.into_error()))),
+                None => Err(SendFailure::Failed(Box::new(e.into_error()), None)),
             },
         };
         // An HTTP/1.1 connection goes into its response's body; `Spent` stands in for it meanwhile.
@@ -168,17 +169,17 @@ impl Sender {
                 Err(h1::SendError::NotSent(back, e)) => {
                     Err(SendFailure::NotSent(back, Box::new(e)))
                 }
-                Err(h1::SendError::Failed(e)) => Err(SendFailure::Failed(Box::new(e))),
+                Err(h1::SendError::Failed(e, back)) => Err(SendFailure::Failed(Box::new(e), back)),
             };
         }
         *self = taken;
         match self {
             Sender::H1(_) | Sender::Spent => Err(SendFailure::NotSent(
-                Box::new(req),
+                req,
                 "connection already in use".into(),
             )),
-            Sender::Upgrade(s) => hyper(s.try_send_request(req).await),
-            Sender::H2(s) => hyper(s.tx.try_send_request(req).await),
+            Sender::Upgrade(s) => hyper(s.try_send_request(*req).await),
+            Sender::H2(s) => hyper(s.tx.try_send_request(*req).await),
         }
     }
 }

@@ -66,7 +66,9 @@ pub struct H1Conn {
 pub enum SendError {
     /// Nothing the server could act on was sent: the request, untouched, for another connection.
     NotSent(Box<Request<RequestBody>>, Error),
-    Failed(Error),
+    /// Written, and no response head came: final for a request with a body; one without comes back, and may
+    /// go to another server if it is idempotent (the caller decides).
+    Failed(Error, Option<Box<Request<RequestBody>>>),
 }
 
 impl H1Conn {
@@ -111,7 +113,7 @@ impl H1Conn {
 /// Sends `req` on `conn` and reads the response head; the response's body holds the connection.
 pub async fn send(
     mut conn: Box<H1Conn>,
-    mut req: Request<RequestBody>,
+    mut req: Box<Request<RequestBody>>,
 ) -> Result<Response<body::Body>, SendError> {
     let reused = std::mem::replace(&mut conn.reused, true);
     let framing = head::encode(&req, &mut conn.out);
@@ -126,7 +128,7 @@ pub async fn send(
     if let Err(e) = write_head(io, out, bodiless).await {
         // The server could not have read a request from a connection that failed this early; a new one
         // was never reused, so its failure is the server's (NotSent moves on to another server).
-        return Err(SendError::NotSent(Box::new(req), Error::Io(e)));
+        return Err(SendError::NotSent(req, Error::Io(e)));
     }
     let got = if bodiless {
         read_head(&mut conn, head_request).await
@@ -146,9 +148,9 @@ pub async fn send(
         // A reused connection the server closed as the request went: an idempotent request without a body
         // goes again on another connection (the server read nothing it acted on).
         Err(Error::Closed) if reused && bodiless && is_idempotent(req.method()) => {
-            Err(SendError::NotSent(Box::new(req), Error::Closed))
+            Err(SendError::NotSent(req, Error::Closed))
         }
-        Err(e) => Err(SendError::Failed(e)),
+        Err(e) => Err(SendError::Failed(e, bodiless.then_some(req))),
     }
 }
 
