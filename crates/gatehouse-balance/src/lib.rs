@@ -51,10 +51,33 @@ pub trait Balancer: Send + Sync + std::fmt::Debug {
         -> Option<usize>;
 }
 
-/// A monotonic millisecond clock shared by the crate (passive-failure windows), cheap to read.
+/// A monotonic millisecond clock for what is counted in milliseconds (passive-failure windows, idle and
+/// watchdog deadlines, pooled connections' age), cheap to read: read several times per request, it is the
+/// kernel's coarse clock on Linux (a tick's resolution, 1-4 ms; 7 ns a read against 27 for the precise one
+/// on the benchmark machine). Never 0 (0 means "never" in the atomics that store it).
 pub fn now_ms() -> u64 {
     use std::sync::OnceLock;
+    static START: OnceLock<u64> = OnceLock::new();
+    let now = clock_ms();
+    now.saturating_sub(*START.get_or_init(|| now)) + 1
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // one FFI call: std has no coarse clock
+fn clock_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE exists on every Linux since 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clock_ms() -> u64 {
+    use std::sync::OnceLock;
     use std::time::Instant;
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
