@@ -188,7 +188,7 @@ impl Protocols {
                 // first runs: a connection is never parked (nor its idle clock run) under a request.
                 let active = ActiveRequest::new(conn.clone());
                 let snap = ctx.snapshot.load_full();
-                async move { Ok::<_, Infallible>(phases::handle(snap, active, req).await) }
+                futures_util::FutureExt::map(phases::handle(snap, active, req), Ok::<_, Infallible>)
             })
         };
         if h2 {
