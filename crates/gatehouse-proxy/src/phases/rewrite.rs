@@ -68,6 +68,8 @@ pub fn request(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
+    // The forwarded headers, X-Request-Id and Host go in below: one growth of the map, not one per insert.
+    parts.headers.reserve(6);
     // The host routed by is the host sent (absolute-form and h2 carry it in the target, RFC 9112 §3.2.2).
     let host = input.authority.cloned();
     match &host {
