@@ -55,8 +55,7 @@ impl Peer {
         let ip = gatehouse_config::canonical(addr.ip());
         Peer {
             addr: SocketAddr::new(ip, addr.port()),
-            ip_value: HeaderValue::from_str(&ip.to_string())
-                .unwrap_or(HeaderValue::from_static("unknown")),
+            ip_value: crate::headers::forwarded::ip_value(ip),
             listener,
             scheme: if tls.is_some() {
                 Scheme::Https
