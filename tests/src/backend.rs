@@ -411,6 +411,17 @@ impl Body for Repeat {
 
 /// A TCP server that answers every connection with bytes that are not HTTP, then closes.
 pub async fn garbage_backend() -> (SocketAddr, JoinHandle<()>) {
+    raw_backend(b"THIS IS NOT HTTP\r\n\r\n").await
+}
+
+/// A TCP server that reads a request and closes the connection without a response (a server killed
+/// mid-request, every time).
+pub async fn closing_backend() -> (SocketAddr, JoinHandle<()>) {
+    raw_backend(b"").await
+}
+
+/// A TCP server that reads once from each connection, writes `reply` (raw bytes, maybe none), and closes.
+async fn raw_backend(reply: &'static [u8]) -> (SocketAddr, JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -419,24 +430,7 @@ pub async fn garbage_backend() -> (SocketAddr, JoinHandle<()>) {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"THIS IS NOT HTTP\r\n\r\n").await;
-            });
-        }
-    });
-    (addr, task)
-}
-
-/// A TCP server that reads a request and closes the connection without a response (a server killed
-/// mid-request, every time).
-pub async fn closing_backend() -> (SocketAddr, JoinHandle<()>) {
-    use tokio::io::AsyncReadExt;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(reply).await;
             });
         }
     });
