@@ -57,6 +57,63 @@ async fn a_silent_server_gives_504_after_response_timeout() {
     assert!(t.elapsed() < Duration::from_secs(5));
 }
 
+/// An HTTP/1.1 upstream connection keeps one response clock for its life, pushed later for each request
+/// (no timer registered per request): it must still cut a slow answer on a reused connection — also one whose
+/// clock ran out while it sat idle in the pool — and never the body of a response whose head came in time.
+#[tokio::test(flavor = "multi_thread")]
+async fn response_timeout_holds_on_a_reused_upstream_connection() {
+    let b = Backend::start("a").await;
+    let g = Gatehouse::start(&config(
+        &format!("\"{}\"", b.addr),
+        "response_timeout = \"300ms\"\nmax_fails = 0",
+    ));
+    let client = http1();
+    for i in 0..3 {
+        let r = send(&client, Method::GET, &g.url("/slow/20"), &[], Bytes::new()).await;
+        assert_eq!(r.status, 200, "quick answer {i}");
+    }
+    // Idle past the last deadline, not yet parked (1 s): the clock ran out with no request on it. Set again,
+    // it lets a quick answer through, then cuts a slow one.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = send(&client, Method::GET, &g.url("/slow/20"), &[], Bytes::new()).await;
+    assert_eq!(
+        r.status, 200,
+        "a clock that ran out while idle cut the next request"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t = Instant::now();
+    let r = send(
+        &client,
+        Method::GET,
+        &g.url("/slow/3000"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(2500),
+        "cut by response_timeout (300ms), neither at once nor answered: {took:?}"
+    );
+    // Slow twice in a row on the same connection (the clock reset after firing), then quick again.
+    let r = send(&client, Method::GET, &g.url("/slow/20"), &[], Bytes::new()).await;
+    assert_eq!(r.status, 200);
+    let r = send(
+        &client,
+        Method::GET,
+        &g.url("/slow/3000"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.status, 504);
+    // The head at once, the body over 1.5 s: the response clock stopped at the head.
+    let r = send(&client, Method::GET, &g.url("/sse/2"), &[], Bytes::new()).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("event 1"), "the whole body: {}", r.body);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_server_in_a_pool_fails_no_request() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);

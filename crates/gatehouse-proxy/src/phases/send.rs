@@ -288,19 +288,26 @@ async fn send(
     req: Box<Request<RequestBody>>,
     body: &Body,
 ) -> Try {
-    let result = {
-        let exchange = sender.try_send(req);
-        tokio::pin!(exchange);
-        match wait_for_body(&mut exchange, body, up).await {
-            Some(done) => done,
-            None => match tokio::time::timeout(pool.response_timeout, exchange).await {
-                Err(_) => return Try::Failed(ProxyError::Timeout { addr: up.addr }, None),
-                Ok(r) => Ok(r),
-            },
+    // A body still coming keeps the response clock stopped: it starts when the body is complete.
+    let streaming = body.progress.as_deref().filter(|p| !p.is_complete());
+    let result = match streaming {
+        // The common case: the sender runs the clock (an HTTP/1.1 connection keeps one timer for its life).
+        None => Ok(sender.try_send(req, Some(pool.response_timeout)).await),
+        Some(progress) => {
+            let exchange = sender.try_send(req, None);
+            tokio::pin!(exchange);
+            match wait_for_body(&mut exchange, progress, body.timeout, up).await {
+                Some(done) => done,
+                None => match tokio::time::timeout(pool.response_timeout, exchange).await {
+                    Err(_) => Err(ProxyError::Timeout { addr: up.addr }),
+                    Ok(r) => Ok(r),
+                },
+            }
         }
     };
     match result {
         Err(failed) => Try::Failed(failed, None),
+        Ok(Err(SendFailure::TimedOut)) => Try::Failed(ProxyError::Timeout { addr: up.addr }, None),
         Ok(Ok(resp)) => Try::Sent(resp, sender),
         Ok(Err(SendFailure::NotSent(back, source))) => Try::NotSent(
             back,
@@ -323,20 +330,20 @@ type Exchanged = Result<Response<ServerBody>, SendFailure>;
 /// exchange's end if the server answered first, or the failure if the body stopped moving for body_timeout.
 async fn wait_for_body<F>(
     exchange: &mut std::pin::Pin<&mut F>,
-    body: &Body,
+    progress: &BodyProgress,
+    body_timeout: Duration,
     up: &Upstream,
 ) -> Option<Result<Exchanged, ProxyError>>
 where
     F: std::future::Future<Output = Exchanged>,
 {
-    let progress = body.progress.as_deref().filter(|p| !p.is_complete())?;
     let mut seen = progress.bytes();
     loop {
         tokio::select! {
             biased;
             r = exchange.as_mut() => return Some(Ok(r)),
             () = progress.completed() => return None,
-            () = tokio::time::sleep(body.timeout) => {
+            () = tokio::time::sleep(body_timeout) => {
                 let now = progress.bytes();
                 if now == seen {
                     // Nothing moved for body_timeout: the client stopped sending, or the server stopped reading.

@@ -15,6 +15,7 @@ use http::{Request, Response};
 use hyper::client::conn::{http1, http2};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug)]
 pub enum Sender {
@@ -34,6 +35,8 @@ pub enum SendFailure {
     /// The request was written and then failed; a request without a body comes back where the connection
     /// can tell (HTTP/1.1), for a replay of an idempotent one.
     Failed(BoxError, Option<Box<Request<RequestBody>>>),
+    /// No response head within the time given.
+    TimedOut,
 }
 
 /// A handle on a shared HTTP/2 connection.
@@ -146,10 +149,11 @@ impl Sender {
         }
     }
 
-    /// Sends `req` and waits for the response head.
+    /// Sends `req` and waits for the response head, for at most `within` when given.
     pub async fn try_send(
         &mut self,
         req: Box<Request<RequestBody>>,
+        within: Option<Duration>,
     ) -> Result<Response<ServerBody>, SendFailure> {
         let hyper = |r: Result<_, hyper::client::conn::TrySendError<_>>| match r {
             Ok(resp) => Ok(Response::map(resp, ServerBody::Hyper)),
@@ -164,8 +168,9 @@ impl Sender {
         // An HTTP/1.1 connection goes into its response's body; `Spent` stands in for it meanwhile.
         let taken = std::mem::replace(self, Sender::Spent);
         if let Sender::H1(conn) = taken {
-            return match h1::send(conn, req).await {
+            return match h1::send(conn, req, within).await {
                 Ok(resp) => Ok(resp.map(ServerBody::H1)),
+                Err(h1::SendError::Failed(h1::Error::TimedOut, _)) => Err(SendFailure::TimedOut),
                 Err(h1::SendError::NotSent(back, e)) => {
                     Err(SendFailure::NotSent(back, Box::new(e)))
                 }
@@ -178,9 +183,22 @@ impl Sender {
                 req,
                 "connection already in use".into(),
             )),
-            Sender::Upgrade(s) => hyper(s.try_send_request(*req).await),
-            Sender::H2(s) => hyper(s.tx.try_send_request(*req).await),
+            Sender::Upgrade(s) => hyper(within_or_not(within, s.try_send_request(*req)).await?),
+            Sender::H2(s) => hyper(within_or_not(within, s.tx.try_send_request(*req)).await?),
         }
+    }
+}
+
+/// `fut`, in at most `within` when given.
+async fn within_or_not<F: std::future::Future>(
+    within: Option<Duration>,
+    fut: F,
+) -> Result<F::Output, SendFailure> {
+    match within {
+        Some(d) => tokio::time::timeout(d, fut)
+            .await
+            .map_err(|_| SendFailure::TimedOut),
+        None => Ok(fut.await),
     }
 }
 

@@ -17,8 +17,11 @@ use super::io::UpstreamIo;
 use bytes::{Buf, BytesMut};
 use http::{Method, Request, Response};
 use http_body::Body as _;
+use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use std::time::Duration;
+use tokio::io::AsyncWrite;
+use tokio::time::{Instant, Sleep};
 
 /// The most a response head may take, and the buffer that holds it (the rest waits in the socket).
 const MAX_HEAD: usize = super::connect::UPSTREAM_MAX_BUF;
@@ -45,6 +48,9 @@ pub enum Error {
     /// The client's side of the body failed (too large, stalled, broken): see `phases::send::blame`.
     #[error("{0}")]
     Body(#[source] BoxError),
+    /// No response head within `response_timeout`.
+    #[error("no response within the response timeout")]
+    TimedOut,
 }
 
 /// One HTTP/1.1 connection to a server.
@@ -59,6 +65,11 @@ pub struct H1Conn {
     read_size: usize,
     /// Served a request before: the server may have closed it as the request went.
     reused: bool,
+    /// The response clock, kept for the connection's life: moving a registered timer later is one atomic
+    /// store, where a timer per request is a registration in the runtime's timer wheel and a removal.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The clock runs for the exchange under way (until its response head).
+    timed: bool,
 }
 
 /// Why a request got no response head.
@@ -80,6 +91,8 @@ impl H1Conn {
             out: Vec::new(),
             read_size: MIN_READ,
             reused,
+            timer: None,
+            timed: false,
         })
     }
 
@@ -92,6 +105,26 @@ impl H1Conn {
     /// nor written to it.
     pub fn is_usable(&self) -> bool {
         self.buf.is_empty() && self.io.is_quiet()
+    }
+
+    /// Starts the response clock: it runs out `within` from now.
+    fn arm(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        match self.timer.as_mut() {
+            Some(t) => t.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        self.timed = true;
+    }
+
+    /// Ready with [`Error::TimedOut`] once the response clock of the exchange under way has run out.
+    fn poll_clock(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
+        match self.timer.as_mut() {
+            Some(t) if self.timed => {
+                std::future::Future::poll(t.as_mut(), cx).map(|()| Error::TimedOut)
+            }
+            _ => Poll::Pending,
+        }
     }
 
     /// Reads more of the response into `buf`; `Ok(0)` at the server's end of stream.
@@ -110,11 +143,16 @@ impl H1Conn {
     }
 }
 
-/// Sends `req` on `conn` and reads the response head; the response's body holds the connection.
+/// Sends `req` on `conn` and reads the response head; the response's body holds the connection. With
+/// `within`, the whole exchange gets that long (the response clock, when the request body is complete).
 pub async fn send(
     mut conn: Box<H1Conn>,
     mut req: Box<Request<RequestBody>>,
+    within: Option<Duration>,
 ) -> Result<Response<body::Body>, SendError> {
+    if let Some(within) = within {
+        conn.arm(within);
+    }
     let reused = std::mem::replace(&mut conn.reused, true);
     let framing = head::encode(&req, &mut conn.out);
     let head_request = req.method() == Method::HEAD;
@@ -124,11 +162,12 @@ pub async fn send(
     // backend that, on a small machine, preempts the worker mid-turn (10x the involuntary context switches,
     // 0.87x requests/s; docs/benchmarks.md).
     tokio::task::yield_now().await;
-    let H1Conn { io, out, .. } = &mut *conn;
-    if let Err(e) = write_head(io, out, bodiless).await {
+    match write_head(&mut conn, bodiless).await {
+        Ok(()) => {}
         // The server could not have read a request from a connection that failed this early; a new one
         // was never reused, so its failure is the server's (NotSent moves on to another server).
-        return Err(SendError::NotSent(req, Error::Io(e)));
+        Err(Error::Io(e)) => return Err(SendError::NotSent(req, Error::Io(e))),
+        Err(e) => return Err(SendError::Failed(e, None)),
     }
     let got = if bodiless {
         read_head(&mut conn, head_request).await
@@ -136,6 +175,7 @@ pub async fn send(
         let body = req.body_mut().take();
         send_body_and_read_head(&mut conn, body, framing, head_request).await
     };
+    conn.timed = false;
     match got {
         Ok((head, early)) => {
             let keep_alive = head.keep_alive && !early;
@@ -162,12 +202,31 @@ pub fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-async fn write_head(io: &mut UpstreamIo, out: &[u8], flush: bool) -> std::io::Result<()> {
-    io.write_all(out).await?;
-    if flush {
-        io.flush().await?;
-    }
-    Ok(())
+/// Writes the request head (and flushes it when no body follows), within the response clock.
+async fn write_head(conn: &mut H1Conn, flush: bool) -> Result<(), Error> {
+    let mut written = 0;
+    std::future::poll_fn(|cx| {
+        let H1Conn { io, out, .. } = &mut *conn;
+        let mut io = Pin::new(io);
+        let moved = loop {
+            if written == out.len() {
+                match flush {
+                    true => break io.as_mut().poll_flush(cx),
+                    false => return Poll::Ready(Ok(())),
+                }
+            }
+            match io.as_mut().poll_write(cx, &out[written..]) {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => written += n,
+                other => break other.map_ok(|_| ()),
+            }
+        };
+        match moved {
+            Poll::Ready(r) => Poll::Ready(r.map_err(Error::Io)),
+            Poll::Pending => conn.poll_clock(cx).map(Err),
+        }
+    })
+    .await
 }
 
 /// Reads until a final response head (1xx ones other than 101 are dropped, as hyper does). The bool says
@@ -196,7 +255,11 @@ fn poll_head(
                 return Poll::Ready(Err(Error::HeadTooLarge));
             }
         }
-        match std::task::ready!(conn.poll_fill(cx)) {
+        let filled = match conn.poll_fill(cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return conn.poll_clock(cx).map(Err),
+        };
+        match filled {
             Ok(0) if conn.buf.is_empty() => return Poll::Ready(Err(Error::Closed)),
             Ok(0) => return Poll::Ready(Err(Error::Incomplete)),
             Ok(_) => {}
