@@ -42,24 +42,23 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // most messages carry none of these or only `Connection: keep-alive` (a server's every response).
     let present = headers.keys().fold(0, |bits, name| bits | hop_bit(name));
     if present & CONNECTION_BIT != 0 {
-        // The names it lists (`keep-alive`, the usual one, goes with ALWAYS below if it is there).
-        let mut named: Vec<header::HeaderName> = Vec::new();
-        for value in headers.get_all(header::CONNECTION) {
+        // Its values come out first (moved, not copied), then the names they list go by name: no header name
+        // is built for an option like `close`, which names no header. (`keep-alive`, the usual one, goes with
+        // ALWAYS below if it is there.)
+        let mut values: smallvec::SmallVec<[HeaderValue; 2]> = smallvec::SmallVec::new();
+        if let header::Entry::Occupied(e) = headers.entry(header::CONNECTION) {
+            values.extend(e.remove_entry_mult().1);
+        }
+        for value in &values {
             let Ok(list) = value.to_str() else { continue };
             for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                 let skip = name.eq_ignore_ascii_case("keep-alive")
                     || PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name))
                     || (upgrade && name.eq_ignore_ascii_case("upgrade"));
                 if !skip {
-                    if let Ok(name) = header::HeaderName::from_bytes(name.as_bytes()) {
-                        named.push(name);
-                    }
+                    headers.remove(name);
                 }
             }
-        }
-        headers.remove(header::CONNECTION);
-        for name in &named {
-            headers.remove(name);
         }
     }
     for (i, name) in ALWAYS.iter().enumerate() {
@@ -177,6 +176,20 @@ mod tests {
         assert_eq!(left, vec!["content-length"]);
         // RFC 9110 §7.6.1: every option the Connection header lists is removed as a field, `close` too.
         let mut h = map(&[("connection", "Close"), ("close", "x"), ("x-kept", "1")]);
+        remove_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn every_connection_value_is_read_and_tokens_that_are_no_header_name_are_harmless() {
+        let mut h = map(&[
+            ("connection", "close, X-Secret"),
+            ("connection", "bad name, , x(y), x-other"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+        ]);
         remove_hop_by_hop(&mut h, false);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["x-kept"]);
