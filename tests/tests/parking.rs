@@ -139,6 +139,51 @@ async fn pipelined_requests_and_split_requests_are_served_across_a_park() {
     );
 }
 
+/// The first read of a new connection (and the read that wakes a parked one) takes up to 4 KiB and hands all
+/// of it to hyper before hyper reads the socket itself: pipelined requests in that read, a head that comes a
+/// byte at a time, a head longer than the read, and more pipelined bytes than it takes are all answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_first_read_takes_reaches_hyper_whole() {
+    let admin = Admin::on_free_port(None);
+    let g = Gatehouse::start(&config("", &admin));
+
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    let three = format!("{}{}{}", req("/a"), req("/b"), req("/a"));
+    s.write_all(three.as_bytes()).await.unwrap();
+    let got = responses(&mut s, 3).await;
+    assert_ok(&got[0], "alpha");
+    assert_ok(&got[1], "bravo-b");
+    assert_ok(&got[2], "alpha");
+
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    for b in req("/b").as_bytes() {
+        s.write_all(&[*b]).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_ok(&responses(&mut s, 1).await[0], "bravo-b");
+
+    let mut s = TcpStream::connect(g.addr).await.unwrap();
+    let long = format!(
+        "GET /a HTTP/1.1\r\nHost: example.com\r\nX-Long: {}\r\n\r\n",
+        "x".repeat(6000)
+    );
+    s.write_all(long.as_bytes()).await.unwrap();
+    assert_ok(&responses(&mut s, 1).await[0], "alpha");
+
+    // Parked, then woken by more pipelined bytes than one read takes.
+    wait_parked(&admin, 1).await;
+    let many: String = (0..120)
+        .map(|i| req(if i % 2 == 0 { "/a" } else { "/b" }))
+        .collect();
+    assert!(many.len() > 4096);
+    s.write_all(many.as_bytes()).await.unwrap();
+    let got = responses(&mut s, 120).await;
+    for (i, r) in got.iter().enumerate() {
+        assert_ok(r, if i % 2 == 0 { "alpha" } else { "bravo-b" });
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_arriving_as_connections_park_are_answered_with_keep_alive() {
     let admin = Admin::on_free_port(None);

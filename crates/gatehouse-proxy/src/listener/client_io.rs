@@ -11,6 +11,7 @@
 
 use crate::conn::{Conn, Found, HeadScan};
 use bytes::{Buf, Bytes};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,6 +29,9 @@ pub struct ClientIo<S = TcpStream> {
     /// An answer written here, not by hyper (414), still to be sent; then the read side ends.
     refusal: Option<Bytes>,
 }
+
+/// The most the first read of a connection, or of a parked one waking, takes (see [`ClientIo::accept`]).
+const FIRST_READ: usize = 4096;
 
 /// The HTTP/2 client preface starts with these bytes; no HTTP/1 method does.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -104,8 +108,8 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
         if self.prefix.as_ref().is_some_and(|p| !p.is_empty()) || self.refusal.is_some() {
             return Poll::Ready(Ok(true));
         }
-        let mut buf = [0u8; 4096];
-        let mut read = ReadBuf::new(&mut buf);
+        let mut buf = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+        let mut read = ReadBuf::uninit(&mut buf);
         match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -128,27 +132,32 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
         conn: Arc<Conn>,
         max_target: usize,
     ) -> std::io::Result<Option<(ClientIo<S>, bool)>> {
-        use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 16];
-        let mut n = 0;
+        // As much as one read gives (a whole request head, mostly): hyper then parses the head from the first
+        // bytes it is handed. A read of a few bytes only made hyper read again into its 8 KiB buffer — a
+        // reallocation and a copy per new connection, and one more system call. (Not zeroed first: the
+        // socket writes what it reads.)
+        let mut buf = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+        let mut read = ReadBuf::uninit(&mut buf);
         // Read until the bytes either start the preface's first 3 bytes or cannot.
-        while n < 3 {
-            let got = inner.read(&mut buf[n..]).await?;
-            if got == 0 {
+        while read.filled().len() < 3 {
+            let before = read.filled().len();
+            std::future::poll_fn(|cx| Pin::new(&mut inner).poll_read(cx, &mut read)).await?;
+            let got = read.filled();
+            if got.len() == before {
                 return Ok(None);
             }
-            n += got;
-            if !H2_PREFACE.starts_with(&buf[..n.min(3)]) {
+            if !H2_PREFACE.starts_with(&got[..got.len().min(3)]) {
                 break;
             }
         }
-        let h2 = buf[..n].starts_with(&H2_PREFACE[..3]);
+        let got = read.filled();
+        let h2 = got.starts_with(&H2_PREFACE[..3]);
         if !h2 {
             conn.clock.head_bytes();
         }
         let mut io = ClientIo::new(inner, conn, h2, max_target);
-        io.prefix = Some(Bytes::copy_from_slice(&buf[..n]));
-        io.scan(&buf[..n]);
+        io.prefix = Some(Bytes::copy_from_slice(got));
+        io.scan(got);
         Ok(Some((io, h2)))
     }
 }
