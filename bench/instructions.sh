@@ -6,8 +6,10 @@
 #
 # For each binary (default: target/release/gatehouse), runs it under callgrind twice in front of a pool of two
 # servers (one nginx listening on two ports, answering "ok"; two, as in bench.py, so retry bookkeeping counts), sends N1 then N2 keep-alive HTTP/1.1 requests (h2load --h1, 4 connections), and
-# prints (Ir(N2) - Ir(N1)) / (N2 - N1): start-up and shutdown cancel out. Installs valgrind, nginx and
-# nghttp2-client (h2load) with apt-get when missing. Environment: N1 (default 1000), N2 (default 6000).
+# prints (Ir(N2) - Ir(N1)) / (N2 - N1): start-up and shutdown cancel out. Installs valgrind, nginx,
+# nghttp2-client (h2load) and wrk with apt-get when missing. Environment: N1 (default 1000), N2 (default 6000);
+# NEWCONN=1 counts a new client connection per request instead (wrk -t1 -c4 with `Connection: close`, runs of
+# T1 and T2 seconds, default 3 and 12, and the requests wrk counted in each).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +23,7 @@ need=()
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
 command -v h2load >/dev/null || need+=(nghttp2-client)
+[[ -z "${NEWCONN:-}" ]] || command -v wrk >/dev/null || need+=(wrk)
 if [[ ${#need[@]} -gt 0 ]]; then
     sudo=""
     [[ $(id -u) -eq 0 ]] || sudo="sudo"
@@ -82,9 +85,10 @@ default = true
 servers = ["127.0.0.1:$backend_port", "127.0.0.1:$backend_port2"]
 EOF
 
-# Total instructions of one run of $1 serving $2 requests.
+# Instructions and requests of one run of $1: $2 requests (h2load, keep-alive), or $2 seconds (wrk, a new
+# connection per request) with NEWCONN set. Prints "instructions requests".
 count() {
-    local bin="$1" n="$2" out="$tmp/callgrind.out"
+    local bin="$1" n="$2" out="$tmp/callgrind.out" done
     valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run -c "$tmp/gatehouse.toml" \
         >"$tmp/valgrind.log" 2>&1 &
     local pid=$!
@@ -92,14 +96,24 @@ count() {
         curl -s -o /dev/null "http://127.0.0.1:$proxy_port/" && break
         sleep 0.2
     done
-    h2load --h1 -n "$n" -c 4 -m 1 "http://127.0.0.1:$proxy_port/" | grep -E '^requests:' >&2
+    if [[ -n "${NEWCONN:-}" ]]; then
+        done="$(wrk -t1 -c4 -d"${n}s" -H 'Connection: close' "http://127.0.0.1:$proxy_port/" |
+            awk '/requests in/ {print $1}')"
+    else
+        h2load --h1 -n "$n" -c 4 -m 1 "http://127.0.0.1:$proxy_port/" | grep -E '^requests:' >&2
+        done="$n"
+    fi
     kill -TERM "$pid"
     wait "$pid" || true
-    grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}'
+    echo "$(grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}') $done"
 }
 
+if [[ -n "${NEWCONN:-}" ]]; then
+    n1="${T1:-3}"
+    n2="${T2:-12}"
+fi
 for bin in "${bins[@]}"; do
-    a="$(count "$bin" "$n1")"
-    b="$(count "$bin" "$n2")"
-    echo "$bin: $(((b - a) / (n2 - n1))) instructions per request"
+    read -r a ra < <(count "$bin" "$n1")
+    read -r b rb < <(count "$bin" "$n2")
+    echo "$bin: $(((b - a) / (rb - ra))) instructions per request ($((rb - ra)) requests apart)"
 done
