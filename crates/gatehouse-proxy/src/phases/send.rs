@@ -288,23 +288,23 @@ async fn send(
     req: Box<Request<RequestBody>>,
     body: &Body,
 ) -> Try {
-    // A body still coming keeps the response clock stopped: it starts when the body is complete.
-    let streaming = body.progress.as_deref().filter(|p| !p.is_complete());
-    let result = match streaming {
-        // The common case: the sender runs the clock (an HTTP/1.1 connection keeps one timer for its life).
-        None => Ok(sender.try_send(req, Some(pool.response_timeout)).await),
-        Some(progress) => {
+    // A body still coming keeps the response clock stopped: it starts when the body is complete. One
+    // future per arm, the smaller first: the request's future holds the larger of the two.
+    let result =
+        if sender.runs_own_clock() && body.progress.as_deref().is_none_or(|p| p.is_complete()) {
+            // The common case: HTTP/1.1 runs the clock itself (one timer for the connection's life).
+            Ok(sender.try_send(req, Some(pool.response_timeout)).await)
+        } else {
             let exchange = sender.try_send(req, None);
             tokio::pin!(exchange);
-            match wait_for_body(&mut exchange, progress, body.timeout, up).await {
+            match wait_for_body(&mut exchange, body, up).await {
                 Some(done) => done,
                 None => match tokio::time::timeout(pool.response_timeout, exchange).await {
                     Err(_) => Err(ProxyError::Timeout { addr: up.addr }),
                     Ok(r) => Ok(r),
                 },
             }
-        }
-    };
+        };
     match result {
         Err(failed) => Try::Failed(failed, None),
         Ok(Err(SendFailure::TimedOut)) => Try::Failed(ProxyError::Timeout { addr: up.addr }, None),
@@ -330,20 +330,20 @@ type Exchanged = Result<Response<ServerBody>, SendFailure>;
 /// exchange's end if the server answered first, or the failure if the body stopped moving for body_timeout.
 async fn wait_for_body<F>(
     exchange: &mut std::pin::Pin<&mut F>,
-    progress: &BodyProgress,
-    body_timeout: Duration,
+    body: &Body,
     up: &Upstream,
 ) -> Option<Result<Exchanged, ProxyError>>
 where
     F: std::future::Future<Output = Exchanged>,
 {
+    let progress = body.progress.as_deref().filter(|p| !p.is_complete())?;
     let mut seen = progress.bytes();
     loop {
         tokio::select! {
             biased;
             r = exchange.as_mut() => return Some(Ok(r)),
             () = progress.completed() => return None,
-            () = tokio::time::sleep(body_timeout) => {
+            () = tokio::time::sleep(body.timeout) => {
                 let now = progress.bytes();
                 if now == seen {
                     // Nothing moved for body_timeout: the client stopped sending, or the server stopped reading.

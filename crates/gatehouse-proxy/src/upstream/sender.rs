@@ -35,7 +35,7 @@ pub enum SendFailure {
     /// The request was written and then failed; a request without a body comes back where the connection
     /// can tell (HTTP/1.1), for a replay of an idempotent one.
     Failed(BoxError, Option<Box<Request<RequestBody>>>),
-    /// No response head within the time given.
+    /// No response head within the time given (a sender that runs its own clock).
     TimedOut,
 }
 
@@ -149,7 +149,15 @@ impl Sender {
         }
     }
 
-    /// Sends `req` and waits for the response head, for at most `within` when given.
+    /// Whether this sender runs the response clock itself (see [`Sender::try_send`]): an HTTP/1.1
+    /// connection keeps one timer for its life.
+    pub fn runs_own_clock(&self) -> bool {
+        matches!(self, Sender::H1(_))
+    }
+
+    /// Sends `req` and waits for the response head; a sender that [runs its own clock](Self::runs_own_clock)
+    /// gives up after `within` (the others leave timing to the caller: a timer wrapped around their future
+    /// here would make every request's future larger).
     pub async fn try_send(
         &mut self,
         req: Box<Request<RequestBody>>,
@@ -183,22 +191,9 @@ impl Sender {
                 req,
                 "connection already in use".into(),
             )),
-            Sender::Upgrade(s) => hyper(within_or_not(within, s.try_send_request(*req)).await?),
-            Sender::H2(s) => hyper(within_or_not(within, s.tx.try_send_request(*req)).await?),
+            Sender::Upgrade(s) => hyper(s.try_send_request(*req).await),
+            Sender::H2(s) => hyper(s.tx.try_send_request(*req).await),
         }
-    }
-}
-
-/// `fut`, in at most `within` when given.
-async fn within_or_not<F: std::future::Future>(
-    within: Option<Duration>,
-    fut: F,
-) -> Result<F::Output, SendFailure> {
-    match within {
-        Some(d) => tokio::time::timeout(d, fut)
-            .await
-            .map_err(|_| SendFailure::TimedOut),
-        None => Ok(fut.await),
     }
 }
 
