@@ -210,6 +210,10 @@ pub async fn accept_loop(
     worker: Arc<Limit>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // One wait on `stop` for the loop's life: a new `changed()` per select registers a waiter in the watch's
+    // list (under its lock) and removes it again, twice per accepted connection.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         // Units of the limits first: beyond either, stop accepting.
         let units = async {
@@ -220,12 +224,12 @@ pub async fn accept_loop(
         };
         let permits = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
             p = units => p,
         };
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let mut permits = permits;
