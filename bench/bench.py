@@ -1044,9 +1044,18 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
             g = summ.get((scn, "gatehouse"))
             if not g:
                 continue
-            cells = [fmt(ratio(g["rps"], (summ.get((scn, o)) or {}).get("rps")), "ratio") for o in others]
-            cells += [fmt(ratio(g["p99_ms"], (summ.get((scn, o)) or {}).get("p99_ms")), "ratio") for o in others]
+            # The baseline build runs without `compress` (it may predate it): on the gzip scenario it does other
+            # work, so there is no ratio to give.
+            same = [o for o in others if not (o == "baseline" and SCENARIOS[scn].get("gzip"))]
+            cells = [fmt(ratio(g["rps"], (summ.get((scn, o)) or {}).get("rps")), "ratio") if o in same else "—"
+                     for o in others]
+            cells += [fmt(ratio(g["p99_ms"], (summ.get((scn, o)) or {}).get("p99_ms")), "ratio") if o in same
+                      else "—" for o in others]
             L.append(f"| {scn} | " + " | ".join(cells) + " |")
+        if "baseline" in others and any(SCENARIOS[scn].get("gzip") for scn in scenarios):
+            L.append("")
+            L.append("The baseline build runs without `compress` (it may predate it), so its gzip figures are of "
+                     "uncompressed responses and have no ratio.")
     if idle:
         n = idle[0]["conns"]
         L.append("")
