@@ -68,7 +68,10 @@ async fn response_timeout_holds_on_a_reused_upstream_connection() {
         "response_timeout = \"300ms\"\nmax_fails = 0",
     ));
     let client = http1();
-    let get = |path: &str| send(&client, Method::GET, &g.url(path), &[], Bytes::new());
+    let get = |path: &str| {
+        let (client, url) = (&client, g.url(path));
+        async move { send(client, Method::GET, &url, &[], Bytes::new()).await }
+    };
     for i in 0..3 {
         assert_eq!(get("/slow/20").await.status, 200, "quick answer {i}");
     }
