@@ -279,6 +279,13 @@ struct Body {
     timeout: Duration,
 }
 
+impl Body {
+    /// The body's progress while it is still coming from the client (the response clock waits for its end).
+    fn still_coming(&self) -> Option<&BodyProgress> {
+        self.progress.as_deref().filter(|p| !p.is_complete())
+    }
+}
+
 /// Sends `req` and waits for the response head: first, while the body is still coming from the client, for
 /// as long as it keeps coming (an early answer from the server is taken too); then `response_timeout`.
 async fn send(
@@ -290,21 +297,20 @@ async fn send(
 ) -> Try {
     // A body still coming keeps the response clock stopped: it starts when the body is complete. One
     // future per arm, the smaller first: the request's future holds the larger of the two.
-    let result =
-        if sender.runs_own_clock() && body.progress.as_deref().is_none_or(|p| p.is_complete()) {
-            // The common case: HTTP/1.1 runs the clock itself (one timer for the connection's life).
-            Ok(sender.try_send(req, Some(pool.response_timeout)).await)
-        } else {
-            let exchange = sender.try_send(req, None);
-            tokio::pin!(exchange);
-            match wait_for_body(&mut exchange, body, up).await {
-                Some(done) => done,
-                None => match tokio::time::timeout(pool.response_timeout, exchange).await {
-                    Err(_) => Err(ProxyError::Timeout { addr: up.addr }),
-                    Ok(r) => Ok(r),
-                },
-            }
-        };
+    let result = if sender.runs_own_clock() && body.still_coming().is_none() {
+        // The common case: HTTP/1.1 runs the clock itself (one timer for the connection's life).
+        Ok(sender.try_send(req, Some(pool.response_timeout)).await)
+    } else {
+        let exchange = sender.try_send(req, None);
+        tokio::pin!(exchange);
+        match wait_for_body(&mut exchange, body, up).await {
+            Some(done) => done,
+            None => match tokio::time::timeout(pool.response_timeout, exchange).await {
+                Err(_) => Err(ProxyError::Timeout { addr: up.addr }),
+                Ok(r) => Ok(r),
+            },
+        }
+    };
     match result {
         Err(failed) => Try::Failed(failed, None),
         Ok(Err(SendFailure::TimedOut)) => Try::Failed(ProxyError::Timeout { addr: up.addr }, None),
@@ -336,7 +342,7 @@ async fn wait_for_body<F>(
 where
     F: std::future::Future<Output = Exchanged>,
 {
-    let progress = body.progress.as_deref().filter(|p| !p.is_complete())?;
+    let progress = body.still_coming()?;
     let mut seen = progress.bytes();
     loop {
         tokio::select! {
