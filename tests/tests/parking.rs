@@ -155,13 +155,24 @@ async fn what_the_first_read_takes_reaches_hyper_whole() {
     assert_ok(&got[1], "bravo-b");
     assert_ok(&got[2], "alpha");
 
-    let mut s = TcpStream::connect(g.addr).await.unwrap();
-    for b in req("/b").as_bytes() {
-        s.write_all(&[*b]).await.unwrap();
-        s.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let mut s = byte_by_byte(g.addr, req("/b").as_bytes()).await;
     assert_ok(&responses(&mut s, 1).await[0], "bravo-b");
+
+    // Bytes that could still start the HTTP/2 preface ("P", "PR") are kept across the first read's waits:
+    // an HTTP/1 PUT and the preface itself, a byte at a time.
+    let put = "PUT /b HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n";
+    let mut s = byte_by_byte(g.addr, put.as_bytes()).await;
+    assert_ok(&responses(&mut s, 1).await[0], "bravo-b");
+    let mut s = byte_by_byte(g.addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    s.write_all(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head))
+        .await
+        .expect("an answer to the preface")
+        .expect("the server's first frame");
+    assert_eq!(head[3], 4, "HTTP/2: a SETTINGS frame first, got {head:?}");
 
     let mut s = TcpStream::connect(g.addr).await.unwrap();
     let long = format!(
@@ -182,6 +193,17 @@ async fn what_the_first_read_takes_reaches_hyper_whole() {
     for (i, r) in got.iter().enumerate() {
         assert_ok(r, if i % 2 == 0 { "alpha" } else { "bravo-b" });
     }
+}
+
+/// A new connection that writes `bytes` one at a time, a little apart.
+async fn byte_by_byte(addr: std::net::SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    for b in bytes {
+        s.write_all(&[*b]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    s
 }
 
 #[tokio::test(flavor = "multi_thread")]

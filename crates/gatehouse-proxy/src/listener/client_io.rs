@@ -135,29 +135,48 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
         // As much as one read gives (a whole request head, mostly): hyper then parses the head from the first
         // bytes it is handed. A read of a few bytes only made hyper read again into its 8 KiB buffer — a
         // reallocation and a copy per new connection, and one more system call. (Not zeroed first: the
-        // socket writes what it reads.)
-        let mut buf = [MaybeUninit::<u8>::uninit(); FIRST_READ];
-        let mut read = ReadBuf::uninit(&mut buf);
-        // Read until the bytes either start the preface's first 3 bytes or cannot.
-        while read.filled().len() < 3 {
-            let before = read.filled().len();
-            std::future::poll_fn(|cx| Pin::new(&mut inner).poll_read(cx, &mut read)).await?;
-            let got = read.filled();
-            if got.len() == before {
-                return Ok(None);
+        // socket writes what it reads.) The buffer lives within one poll, never across an await: in the
+        // future it would make every new connection's set-up 4 KiB larger, copied when the task is boxed.
+        // What a poll read and could not decide on (up to 2 bytes that start the preface) waits in `carry`.
+        let mut carry = [0u8; 2];
+        let mut carried = 0;
+        let got = std::future::poll_fn(|cx| {
+            let mut buf = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+            let mut read = ReadBuf::uninit(&mut buf);
+            read.put_slice(&carry[..carried]);
+            // Read until the bytes either start the preface's first 3 bytes or cannot.
+            while read.filled().len() < 3 {
+                let before = read.filled().len();
+                match Pin::new(&mut inner).poll_read(cx, &mut read) {
+                    Poll::Pending => {
+                        carried = before;
+                        carry[..before].copy_from_slice(read.filled());
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => {}
+                }
+                let got = read.filled();
+                if got.len() == before {
+                    return Poll::Ready(Ok(None));
+                }
+                if !H2_PREFACE.starts_with(&got[..got.len().min(3)]) {
+                    break;
+                }
             }
-            if !H2_PREFACE.starts_with(&got[..got.len().min(3)]) {
-                break;
-            }
-        }
-        let got = read.filled();
+            Poll::Ready(Ok(Some(Bytes::copy_from_slice(read.filled()))))
+        })
+        .await?;
+        let Some(got) = got else {
+            return Ok(None);
+        };
         let h2 = got.starts_with(&H2_PREFACE[..3]);
         if !h2 {
             conn.clock.head_bytes();
         }
         let mut io = ClientIo::new(inner, conn, h2, max_target);
-        io.prefix = Some(Bytes::copy_from_slice(got));
-        io.scan(got);
+        io.scan(&got);
+        io.prefix = Some(got);
         Ok(Some((io, h2)))
     }
 }

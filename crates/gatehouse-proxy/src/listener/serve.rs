@@ -35,13 +35,15 @@ pub fn serve_connection(
     // Setting up (PROXY header, limits, TLS handshake, the first bytes) runs boxed and is gone before the
     // first request: the task keeps only what serving needs, which is what an idle connection costs. (A plain
     // fn, so that the task does not also keep this function's arguments.)
+    // Serving runs boxed too: tokio moves the task's future by value several times while spawning it and
+    // writes its whole stage twice when it ends, so a small task is cheaper on every new connection.
     let set_up = Box::pin(set_up(stream, addr, ctx.clone(), permits));
     async move {
         let _released = Released;
         let Some((io, h2, conn, protocols)) = set_up.await else {
             return;
         };
-        protocols.serve(io, h2, conn, &ctx).await
+        Box::pin(protocols.serve(io, h2, conn, &ctx)).await
     }
 }
 
@@ -77,7 +79,13 @@ async fn set_up(
     // trusted proxy.
     let mut addr = addr;
     if ctx.settings.proxy_protocol {
-        match super::proxy_header::read(&mut stream, protocols.timeouts.head()).await {
+        // (Boxed, like the TLS handshake below: only the listeners that use it carry its size.)
+        match Box::pin(super::proxy_header::read(
+            &mut stream,
+            protocols.timeouts.head(),
+        ))
+        .await
+        {
             Ok(Some(client)) if trusted => addr = client,
             Ok(Some(client)) => {
                 tracing::debug!(peer = %addr, claimed = %client, "PROXY header from an untrusted peer: not believed")
@@ -118,7 +126,13 @@ async fn set_up(
         }
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let tls = match tokio::time::timeout(timeouts.head(), acceptor.accept(stream)).await {
+            // Boxed: the handshake's state (the rustls session inline) would make every plain connection's
+            // set-up that much larger too.
+            let handshake = Box::pin(tokio::time::timeout(
+                timeouts.head(),
+                acceptor.accept(stream),
+            ));
+            let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
