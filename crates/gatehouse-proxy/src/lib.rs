@@ -2,7 +2,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | 0 | [`worker`], [`conn`], [`headers`], [`socket`] | threads; one client connection's facts, clocks and drain unit; header rules; a plain-or-TLS socket |
+//! | 0 | [`worker`], [`conn`], [`headers`], [`socket`], [`signal`] | threads; one client connection's facts, clocks and drain unit; header rules; a plain-or-TLS socket; the shutdown and stop signals |
 //! | 1 | [`context`] | what is learnt about one request while serving it |
 //! | 2 | [`upstream`] | connections to servers: connect, pool, send, health probes |
 //! | 3 | [`snapshot`] | one config compiled for requests, with its end-of-request [`Observer`] |
@@ -28,6 +28,7 @@ pub mod listener;
 pub mod phases;
 mod prepare;
 mod proxy;
+pub mod signal;
 pub mod snapshot;
 pub mod socket;
 pub mod upstream;

@@ -10,6 +10,7 @@ pub use crate::listener::set::ListenerStatus;
 use crate::listener::set::{Bound, Diff, Kind, ListenerSet, Wanted};
 use crate::listener::{self, Limit, ListenerContext, ListenerSettings};
 use crate::prepare::{prepare, Prepared};
+use crate::signal::Trigger;
 use crate::snapshot::{Observer, Registries, Snapshot};
 use arc_swap::ArcSwap;
 use gatehouse_config::{Config, ConfigError};
@@ -19,14 +20,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 #[derive(Debug)]
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
     registries: Registries,
     tracker: Arc<Tracker>,
-    shutdown: watch::Sender<bool>,
+    shutdown: Trigger,
     generation: AtomicU64,
     listeners: Mutex<ListenerSet>,
     /// Serializes applies (a SIGHUP and a file event may race).
@@ -114,7 +114,7 @@ impl Proxy {
                 "serving without these certificates (other sites are not affected):\n{w}"
             );
         }
-        let (shutdown, _) = watch::channel(false);
+        let (shutdown, _) = Trigger::new();
         let Prepared {
             snapshot, certs, ..
         } = prepared;
@@ -234,7 +234,7 @@ impl Proxy {
         let started = Instant::now();
         self.lock_listeners().close_all();
         self.probers.stop();
-        let _ = self.shutdown.send(true);
+        self.shutdown.fire();
         let _ = tokio::time::timeout(grace, self.tracker.drained()).await;
         ShutdownReport {
             cut: self.tracker.count(),
@@ -360,9 +360,9 @@ impl Proxy {
         w: &Wanted,
         socket: &std::net::TcpListener,
         limit: Arc<Limit>,
-    ) -> std::io::Result<watch::Sender<bool>> {
+    ) -> std::io::Result<Trigger> {
         let local = socket.local_addr()?;
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = Trigger::new();
         let tls = match w.kind {
             Kind::Http | Kind::Stream => None,
             Kind::Tls(gatehouse_config::TlsVersion::Tls12) => {
@@ -382,7 +382,7 @@ impl Proxy {
             },
             snapshot: self.snapshot.clone(),
             tracker: self.tracker.clone(),
-            shutdown: self.shutdown.subscribe(),
+            shutdown: self.shutdown.signal(),
             limit,
         });
         // One accept loop per worker, all on the same socket (each worker's epoll gets the readiness;

@@ -19,6 +19,7 @@ pub mod set;
 pub mod stream;
 
 use crate::conn::Tracker;
+use crate::signal::Signal;
 use crate::Snapshot;
 use arc_swap::ArcSwap;
 use gatehouse_balance::now_ms;
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use crate::conn::connections_released;
 use crate::conn::released;
@@ -66,7 +67,7 @@ pub struct ListenerContext {
     pub settings: ListenerSettings,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub tracker: Arc<Tracker>,
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: Signal,
     /// The listener's own connection limit (all workers), kept across reloads with the socket.
     pub limit: Arc<Limit>,
 }
@@ -208,12 +209,10 @@ pub async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ListenerContext>,
     worker: Arc<Limit>,
-    mut stop: watch::Receiver<bool>,
+    stop: Signal,
 ) {
-    // One wait on `stop` for the loop's life: a new `changed()` per select registers a waiter in the watch's
-    // list (under its lock) and removes it again, twice per accepted connection.
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
+    // One wait on `stop` for the loop's life, polled on every pass (see `signal.rs` for why not a watch).
+    let mut stopped = stop.wait();
     loop {
         // Units of the limits first: beyond either, stop accepting.
         let units = async {

@@ -268,8 +268,7 @@ where
     S: tokio::io::AsyncRead + Unpin,
 {
     let peer = conn.peer.addr;
-    let mut shutdown = ctx.shutdown.clone();
-    if *shutdown.borrow() {
+    if ctx.shutdown.is_fired() {
         return false;
     }
     let _parked = ParkedGuard::new(&ctx.limit.parked);
@@ -289,7 +288,7 @@ where
             false
         }
         // A graceful shutdown closes parked connections at once: nothing is in flight on them.
-        _ = shutdown.changed() => false,
+        _ = ctx.shutdown.wait() => false,
     }
 }
 
@@ -341,8 +340,9 @@ where
     C::Target: std::future::Future<Output = Result<(), hyper::Error>>,
 {
     let peer = conn.peer.addr;
-    let mut shutdown = ctx.shutdown.clone();
-    let mut closing = *shutdown.borrow();
+    // One wait for the connection's life: `select!` polls it on every wake-up of the task.
+    let mut shutdown = ctx.shutdown.wait();
+    let mut closing = ctx.shutdown.is_fired();
     if closing {
         graceful(hyper_conn.as_mut());
     }
@@ -357,7 +357,7 @@ where
                 }
                 return if conn.parking.load(Relaxed) && !closing { Ended::Parked } else { Ended::Done };
             }
-            _ = shutdown.changed(), if !closing => {
+            _ = &mut shutdown, if !closing => {
                 closing = true;
                 conn.parking.store(false, Relaxed);
                 graceful(hyper_conn.as_mut());

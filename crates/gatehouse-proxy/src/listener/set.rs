@@ -10,11 +10,11 @@
 //! old ones after it, so no connection is ever served as the other kind (a TLS port never answers plaintext).
 
 use super::Limit;
+use crate::signal::Trigger;
 use gatehouse_config::{Config, TlsVersion};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::watch;
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub struct Bound {
     /// Kept to start new accept loops on (a reload that changes what the listener serves).
     pub socket: std::net::TcpListener,
     /// Tells the listener's accept loops to stop.
-    pub stop: watch::Sender<bool>,
+    pub stop: Trigger,
     /// Its `max_connections`, shared by all its accept loops, old and new.
     pub limit: Arc<Limit>,
 }
@@ -148,7 +148,7 @@ impl ListenerSet {
     /// Stops the listener bound at `bind` (its accept loops end; open connections finish).
     pub fn close(&mut self, bind: SocketAddr) -> Option<Bound> {
         let b = self.bound.remove(&bind)?;
-        let _ = b.stop.send(true);
+        b.stop.fire();
         Some(b)
     }
 
@@ -176,11 +176,11 @@ impl ListenerSet {
     }
 
     /// Replaces the listener at `bind`'s accept loops (already started) and settings; the old loops stop.
-    pub fn replace_loops(&mut self, wanted: &Wanted, stop: watch::Sender<bool>) {
+    pub fn replace_loops(&mut self, wanted: &Wanted, stop: Trigger) {
         self.update(wanted);
         if let Some(b) = self.bound.get_mut(&wanted.bind) {
             let old = std::mem::replace(&mut b.stop, stop);
-            let _ = old.send(true);
+            old.fire();
             b.wanted = wanted.clone();
         }
     }
@@ -188,7 +188,7 @@ impl ListenerSet {
     /// Stops every listener (shutdown).
     pub fn close_all(&mut self) {
         for (_, b) in std::mem::take(&mut self.bound) {
-            let _ = b.stop.send(true);
+            b.stop.fire();
         }
     }
 
@@ -234,7 +234,7 @@ mod tests {
         }
     }
 
-    fn bound(l: &Wanted, stop: watch::Sender<bool>) -> Bound {
+    fn bound(l: &Wanted, stop: Trigger) -> Bound {
         Bound {
             wanted: l.clone(),
             local: l.bind,
@@ -247,7 +247,7 @@ mod tests {
     fn set(listeners: &[Wanted]) -> ListenerSet {
         let mut s = ListenerSet::default();
         for l in listeners {
-            s.insert(bound(l, watch::channel(false).0));
+            s.insert(bound(l, Trigger::new().0));
         }
         s
     }
@@ -287,11 +287,15 @@ mod tests {
     #[test]
     fn closing_stops_the_accept_loops() {
         let mut s = ListenerSet::default();
-        let (stop, rx) = watch::channel(false);
+        let (stop, stopped) = Trigger::new();
         let l = w("127.0.0.1:80", "http", Kind::Http);
         s.insert(bound(&l, stop));
-        assert!(s.close(l.bind).is_some());
-        assert!(*rx.borrow());
+        let closed = s.close(l.bind);
+        assert!(
+            stopped.is_fired(),
+            "fired on close, before the bound listener is dropped"
+        );
+        assert!(closed.is_some());
         assert!(s.local_addrs().is_empty());
     }
 }
