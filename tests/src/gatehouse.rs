@@ -78,8 +78,12 @@ impl Gatehouse {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("gatehouse exited early ({status}):\n{}", self.logs());
             }
-            if std::net::TcpStream::connect(self.addr).is_ok() {
-                return;
+            // A connection to itself (the kernel picked the destination port as the source port: TCP's
+            // simultaneous open) would look like a listener that is not there yet.
+            if let Ok(s) = std::net::TcpStream::connect(self.addr) {
+                if s.local_addr().ok() != s.peer_addr().ok() {
+                    return;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -168,10 +172,22 @@ impl Gatehouse {
 
 impl Drop for Gatehouse {
     fn drop(&mut self) {
+        // Whether it was still running when the test gave up: a failed request to a dead process and one
+        // to a live process are different bugs.
+        let before = self.child.try_wait();
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- gatehouse log ---\n{}", self.logs());
+            let state = match before {
+                Ok(None) => "still running when the test failed".to_string(),
+                Ok(Some(status)) => format!("had exited before the test failed: {status}"),
+                Err(e) => format!("state unknown: {e}"),
+            };
+            eprintln!(
+                "--- gatehouse (pid {}) {state}; its log ---\n{}",
+                self.child.id(),
+                self.logs()
+            );
         }
     }
 }

@@ -50,37 +50,51 @@ pub fn dead_addr() -> std::net::SocketAddr {
 
 /// A port that was free a moment ago, for listeners the proxy (or a peer) binds itself.
 ///
-/// It comes from below the kernel's ephemeral range, so no `bind(:0)` and no outgoing connection of a
-/// concurrent test can take it between this check and the proxy's bind: a port from `bind(:0)` could, and
-/// CI once saw a cluster node fail with "Address already in use". A per-process counter, started at an
-/// offset from the pid, keeps this process's tests from handing out one port twice.
+/// It comes from outside the kernel's ephemeral range (below it; above it where the range starts low), so
+/// no `bind(:0)` and no outgoing connection of a concurrent test can take it between this check and the
+/// proxy's bind: a port from `bind(:0)` could, and CI once saw a cluster node fail with "Address already in
+/// use". A per-process counter, started at an offset from the pid, keeps this process's tests from handing
+/// out one port twice.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    static BELOW_EPHEMERAL: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static OUTSIDE_EPHEMERAL: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
     const LOW: u32 = 10_000;
-    let high = *BELOW_EPHEMERAL.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
-            .unwrap_or(32_768)
-            .min(u32::from(u16::MAX))
+    const ROOM: u32 = 1_000;
+    let span = *OUTSIDE_EPHEMERAL.get_or_init(|| {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+        let mut bounds = range
+            .iter()
+            .flat_map(|s| s.split_whitespace())
+            .filter_map(|n| n.parse::<u32>().ok());
+        let (first, last) = (
+            bounds.next().unwrap_or(32_768),
+            bounds.next().unwrap_or(60_999),
+        );
+        // Below the range if there is room there, else above it (a machine whose range starts low).
+        if first >= LOW + ROOM {
+            Some((LOW, first.min(u32::from(u16::MAX))))
+        } else if last + ROOM < u32::from(u16::MAX) {
+            Some((last + 1, u32::from(u16::MAX)))
+        } else {
+            None
+        }
     });
-    if high <= LOW + 1_000 {
-        // No room below the ephemeral range on this machine: the racy way, rather than none.
+    let Some((from, to)) = span else {
+        // No room outside the ephemeral range on this machine: the racy way, rather than none.
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         return l.local_addr().expect("addr").port();
-    }
-    let span = high - LOW;
-    let start = std::process::id().wrapping_mul(7_919) % span;
-    for _ in 0..span {
+    };
+    let width = to - from;
+    let start = std::process::id().wrapping_mul(7_919) % width;
+    for _ in 0..width {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = u16::try_from(LOW + (start + n) % span).expect("below u16::MAX");
+        let port = u16::try_from(from + (start + n) % width).expect("below u16::MAX");
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port in {LOW}..{high}");
+    panic!("no free port in {from}..{to}");
 }
 
 /// Polls `check` every 20 ms until it returns true or `timeout` passes; returns whether it did.
