@@ -44,6 +44,17 @@ pub struct Backend {
     health: Arc<std::sync::atomic::AtomicU16>,
     task: JoinHandle<()>,
     kill: tokio::sync::watch::Sender<bool>,
+    /// Connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// How a backend's HTTP/2 side behaves.
+#[derive(Clone, Copy, Default)]
+struct H2 {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS, if limited.
+    streams: Option<u32>,
+    /// A wait after accepting a connection before serving it: the server's SETTINGS frame comes that late.
+    late: Option<std::time::Duration>,
 }
 
 impl Backend {
@@ -53,31 +64,49 @@ impl Backend {
 
     /// Like [`Backend::start`], behind TLS when `tls` is given (HTTP/1.1 or h2 by ALPN).
     pub async fn start_with_tls(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
-        Self::start_full(name, tls, None).await
+        Self::start_full(name, tls, H2::default()).await
     }
 
     /// Like [`Backend::start`], allowing at most `streams` HTTP/2 streams per connection.
     pub async fn start_h2_limited(name: &str, streams: u32) -> Backend {
-        Self::start_full(name, None, Some(streams)).await
+        Self::start_full(
+            name,
+            None,
+            H2 {
+                streams: Some(streams),
+                late: None,
+            },
+        )
+        .await
+    }
+
+    /// Like [`Backend::start_h2_limited`], serving each connection (and so sending its SETTINGS frame, which
+    /// carries the limit) only `late` after accepting it.
+    pub async fn start_h2_late(name: &str, streams: u32, late: std::time::Duration) -> Backend {
+        Self::start_full(
+            name,
+            None,
+            H2 {
+                streams: Some(streams),
+                late: Some(late),
+            },
+        )
+        .await
     }
 
     /// Like [`Backend::start`], on `addr` (another loopback address, a port shared with another backend).
     pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
-        Self::start_at(name, None, None, addr).await
+        Self::start_at(name, None, H2::default(), addr).await
     }
 
-    async fn start_full(
-        name: &str,
-        tls: Option<tokio_rustls::TlsAcceptor>,
-        h2_streams: Option<u32>,
-    ) -> Backend {
-        Self::start_at(name, tls, h2_streams, "127.0.0.1:0".parse().expect("addr")).await
+    async fn start_full(name: &str, tls: Option<tokio_rustls::TlsAcceptor>, h2: H2) -> Backend {
+        Self::start_at(name, tls, h2, "127.0.0.1:0".parse().expect("addr")).await
     }
 
     async fn start_at(
         name: &str,
         tls: Option<tokio_rustls::TlsAcceptor>,
-        h2_streams: Option<u32>,
+        h2: H2,
         at: SocketAddr,
     ) -> Backend {
         let listener = TcpListener::bind(at).await.expect("bind backend");
@@ -86,24 +115,30 @@ impl Backend {
         let health = Arc::new(std::sync::atomic::AtomicU16::new(200));
         let name_arc: Arc<str> = name.into();
         let (kill, killed) = tokio::sync::watch::channel(false);
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let task = {
             let seen = seen.clone();
             let health = health.clone();
+            let accepted = accepted.clone();
             tokio::spawn(async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
+                    accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let (seen, name, mut killed) = (seen.clone(), name_arc.clone(), killed.clone());
                     let health = health.clone();
                     let tls = tls.clone();
                     tokio::spawn(async move {
+                        if let Some(late) = h2.late {
+                            tokio::time::sleep(late).await;
+                        }
                         let svc = service_fn(move |req| {
                             handle(req, name.clone(), seen.clone(), health.clone())
                         });
                         let mut builder =
                             hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                        if let Some(n) = h2_streams {
+                        if let Some(n) = h2.streams {
                             builder.http2().max_concurrent_streams(n);
                         }
                         match tls {
@@ -138,7 +173,13 @@ impl Backend {
             health,
             task,
             kill,
+            accepted,
         }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests received so far.

@@ -1106,6 +1106,46 @@ async fn http2_upstreams_get_another_connection_at_their_stream_limit() {
     );
 }
 
+/// 12b. A new HTTP/2 connection lends no second stream before the server's SETTINGS say how many it
+///      allows: requests that come while the first one waits on a connection whose SETTINGS are late get
+///      connections of their own, instead of a queue inside one connection that the server serves two at a
+///      time (the later ones ran out of response time: CI saw a 504 once the machine was slow).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_http2_upstream_lends_no_second_stream_before_its_settings() {
+    use std::time::Duration;
+    let a = Backend::start_h2_late("a", 2, Duration::from_millis(400)).await;
+    let g = Gatehouse::start(&gatehouse_e2e::single_pool(
+        &format!("\"{}\"", a.addr),
+        "http2 = true\nresponse_timeout = \"30s\"\nmax_fails = 0",
+        "workers = 1",
+    ));
+    let url = g.url("/slow/500");
+    let first = tokio::spawn({
+        let url = url.clone();
+        async move { get(&url).await.status }
+    });
+    // The first request's connection is open (its SETTINGS not yet sent) when the others come.
+    assert!(
+        gatehouse_e2e::eventually(Duration::from_secs(10), || async { a.connections() == 1 }).await
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let others: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { get(&url).await.status })
+        })
+        .collect();
+    assert_eq!(first.await.unwrap(), 200);
+    for r in others {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    assert_eq!(
+        a.connections(),
+        5,
+        "one connection per request while no SETTINGS had said how many streams one takes"
+    );
+}
+
 /// Probes `addr` with the first bytes of a TLS ClientHello: true if the answer is plaintext HTTP.
 async fn answers_plaintext_to_tls(addr: std::net::SocketAddr) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

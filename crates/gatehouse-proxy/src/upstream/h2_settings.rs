@@ -41,15 +41,16 @@ impl<S> SettingsReader<S> {
         }
         let len = u32::from_be_bytes([0, frame[0], frame[1], frame[2]]) as usize;
         if frame[3] != SETTINGS || len > MAX_PAYLOAD {
-            self.first = None; // not a server preface we can read: leave the limit unknown
+            // Not a server preface we can read: no limit we know of.
+            self.streams.set_max(u32::MAX);
+            self.first = None;
             return;
         }
         if frame.len() < FRAME_HEADER + len {
             return;
         }
-        if let Some(max) = max_concurrent_streams(&frame[FRAME_HEADER..FRAME_HEADER + len]) {
-            self.streams.set_max(max);
-        }
+        let max = max_concurrent_streams(&frame[FRAME_HEADER..FRAME_HEADER + len]);
+        self.streams.set_max(max.unwrap_or(u32::MAX));
         self.first = None;
     }
 }
@@ -129,5 +130,23 @@ mod tests {
         let mut r = SettingsReader::new((), Arc::new(H2Streams::default()));
         r.see(&[0, 0, 0, 0x1, 0, 0, 0, 0, 1]); // a HEADERS frame: not a preface we read
         assert!(r.first.is_none());
+    }
+
+    /// One stream (the opener's) until the first SETTINGS frame; then its limit, or none if it names none
+    /// or cannot be read.
+    #[test]
+    fn a_connection_lends_one_stream_until_its_settings_are_read() {
+        let takes = |s: &H2Streams| (0..10).filter(|_| s.take()).count();
+        let limited = [0, 0, 6, SETTINGS, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 3];
+        let silent = [0, 0, 6, SETTINGS, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0xff, 0xff];
+        let headers = [0, 0, 0, 0x1, 0, 0, 0, 0, 1];
+        for (frame, want) in [(&limited[..], 3), (&silent[..], 11), (&headers[..], 11)] {
+            let streams = Arc::new(H2Streams::default());
+            assert!(streams.take(), "the opener's stream");
+            assert!(!streams.take(), "no second one before the SETTINGS");
+            let mut r = SettingsReader::new((), streams.clone());
+            r.see(frame);
+            assert_eq!(1 + takes(&streams), want, "after {frame:?}");
+        }
     }
 }

@@ -52,7 +52,9 @@ pub struct H2Sender {
 #[derive(Debug)]
 pub struct H2Streams {
     in_use: AtomicU32,
-    /// The server's MAX_CONCURRENT_STREAMS; unlimited until its SETTINGS say otherwise (RFC 9113 §6.5.2).
+    /// The server's MAX_CONCURRENT_STREAMS (unlimited if its SETTINGS do not say, RFC 9113 §6.5.2). One
+    /// until its first SETTINGS frame is read: hyper's handshake ends before the server's preface arrives,
+    /// and streams lent before it would queue inside the connection if the server allows fewer.
     max: AtomicU32,
 }
 
@@ -60,19 +62,19 @@ impl Default for H2Streams {
     fn default() -> Self {
         H2Streams {
             in_use: AtomicU32::new(0),
-            max: AtomicU32::new(u32::MAX),
+            max: AtomicU32::new(1),
         }
     }
 }
 
 impl H2Streams {
-    /// The server's limit, as its SETTINGS frame gave it.
+    /// The server's limit, as its first SETTINGS frame gave it (`u32::MAX`: none given, or unreadable).
     pub fn set_max(&self, max: u32) {
         self.max.store(max, Relaxed);
     }
 
     /// Takes a stream if one is free.
-    fn take(&self) -> bool {
+    pub(super) fn take(&self) -> bool {
         let max = self.max.load(Relaxed);
         self.in_use
             .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
