@@ -195,22 +195,27 @@ impl Protocols {
         conn: Arc<Conn>,
         ctx: &Arc<ListenerContext>,
     ) {
-        let svc = {
+        // The request counts as in flight from the moment hyper hands it over, before its future first runs:
+        // a connection is never parked (nor its idle clock run) under a request.
+        let request = {
             let (ctx, conn) = (ctx.clone(), conn.clone());
-            service_fn(move |req| {
-                // The request counts as in flight from the moment hyper hands it over, before its future
-                // first runs: a connection is never parked (nor its idle clock run) under a request.
+            move |req| {
                 let active = ActiveRequest::new(conn.clone());
                 let snap = ctx.snapshot.load_full();
                 futures_util::FutureExt::map(phases::handle(snap, active, req), Ok::<_, Infallible>)
-            })
+            }
         };
         if h2 {
             // HTTP/2 keeps its connection state (streams, HPACK tables) for the connection's life: no parking.
+            // Each stream's future is boxed: hyper wraps it in a stream task that tokio moves by value while
+            // spawning and writes again as it ends, and the request's future is 2 KiB (HTTP/1.1 needs no box
+            // of ours: hyper's dispatcher keeps its request future in one).
+            let svc = service_fn(move |req| Box::pin(request(req)));
             let c = Box::pin(self.http2.serve_connection(TokioIo::new(io), svc));
             drive(c, |c| c.graceful_shutdown(), &conn, ctx, self.timeouts).await;
             return;
         }
+        let svc = service_fn(request);
         // HTTP/1: hyper's connection (its read and write buffers, its dispatcher) lives while requests come;
         // idle for PARK_AFTER it ends without closing the socket, and the task waits on the bare socket until
         // the next request starts a new one. Boxed, so the parked task is small.

@@ -206,7 +206,12 @@ mod tests {
     #[test]
     fn streams_are_taken_up_to_the_servers_limit() {
         let s = H2Streams::default();
-        assert!((0..1000).all(|_| s.take()), "unlimited until SETTINGS say");
+        assert!(s.take() && !s.take(), "one until SETTINGS say");
+        s.set_max(u32::MAX);
+        assert!(
+            (0..1000).all(|_| s.take()),
+            "unlimited when they name no limit"
+        );
         let s = H2Streams::default();
         s.set_max(2);
         assert!(s.take() && s.take());
