@@ -191,15 +191,16 @@ fn https_redirect<B>(host: &str, port: Option<u16>, req: &Request<B>) -> Respons
 /// `chunked`: listed twice, or not last, a backend may read another length than we did.
 fn check_framing<B>(req: &Request<B>, ctx: &RequestCtx) -> Result<(), ProxyError> {
     let h = req.headers();
+    // One lookup of Transfer-Encoding serves both checks (a lookup hashes the name).
+    let te = h.get_all(header::TRANSFER_ENCODING);
     if ctx.conn().framing.is_ambiguous(ctx.index())
-        || (h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH))
+        || (te.iter().next().is_some() && h.contains_key(header::CONTENT_LENGTH))
     {
         return Err(ProxyError::BadRequest(
             "Content-Length with Transfer-Encoding",
         ));
     }
-    let mut codings = h
-        .get_all(header::TRANSFER_ENCODING)
+    let mut codings = te
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .map(|t| t.trim_ascii())
