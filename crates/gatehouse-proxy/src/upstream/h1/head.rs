@@ -119,9 +119,11 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Err
     // stack, uninitialised until pushed: no allocation per response, and no zeroing of room for 100 fields.
     let base = buf.as_ptr() as usize;
     let mut spans: smallvec::SmallVec<[(HeaderName, usize, usize); 24]> = smallvec::SmallVec::new();
+    let mut seen = Seen::default();
     for f in resp.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes())
             .map_err(|_| Error::Head("invalid header name"))?;
+        seen.field(&name, f.value);
         let start = f.value.as_ptr() as usize - base;
         spans.push((name, start, start + f.value.len()));
     }
@@ -134,8 +136,11 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Err
             .map_err(|_| Error::Head("invalid header value"))?;
         headers.append(name, value);
     }
-    let keep_alive = keeps_alive(&headers, version);
-    let body = framing(status, &mut headers, head_request)?;
+    let keep_alive = match version {
+        Version::HTTP_11 => !seen.close,
+        _ => seen.keep_alive,
+    };
+    let body = framing(status, &mut headers, head_request, &seen)?;
     Ok(Some(Head {
         status,
         version,
@@ -145,8 +150,42 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Err
     }))
 }
 
+/// What the framing and keep-alive verdicts need, noted as the fields go by: most responses then need no
+/// lookup in the map (each hashes a name) — one `Content-Length` and a `Connection` is the usual head.
+#[derive(Default)]
+struct Seen {
+    transfer_encoding: bool,
+    content_lengths: usize,
+    /// The last `Content-Length` value, when it is plain digits (`None`: a list, or not a number).
+    content_length: Option<u64>,
+    /// `Connection` tokens.
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Seen {
+    fn field(&mut self, name: &HeaderName, value: &[u8]) {
+        if *name == header::CONTENT_LENGTH {
+            self.content_lengths += 1;
+            self.content_length = parse_digits(value.trim_ascii());
+        } else if *name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if *name == header::CONNECTION {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+}
+
 /// RFC 9112 §6.3, for a response.
-fn framing(status: StatusCode, headers: &mut HeaderMap, head_request: bool) -> Result<In, Error> {
+fn framing(
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    head_request: bool,
+    seen: &Seen,
+) -> Result<In, Error> {
     if head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -154,7 +193,7 @@ fn framing(status: StatusCode, headers: &mut HeaderMap, head_request: bool) -> R
     {
         return Ok(In::Empty);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if seen.transfer_encoding {
         let mut codings = headers
             .get_all(header::TRANSFER_ENCODING)
             .iter()
@@ -171,6 +210,14 @@ fn framing(status: StatusCode, headers: &mut HeaderMap, head_request: bool) -> R
         // Transfer-Encoding overrides Content-Length, which must not reach the client beside a new framing.
         headers.remove(header::CONTENT_LENGTH);
         return Ok(In::Chunked);
+    }
+    // No Content-Length, or one plain value (the usual case): nothing to look up or rewrite. Anything else
+    // (a list, several fields, not a number) takes the whole check below.
+    match (seen.content_lengths, seen.content_length) {
+        (0, _) => return Ok(In::UntilClose),
+        (1, Some(0)) => return Ok(In::Empty),
+        (1, Some(n)) => return Ok(In::Length(n)),
+        _ => {}
     }
     let mut length: Option<u64> = None;
     for v in headers.get_all(header::CONTENT_LENGTH) {
@@ -205,20 +252,6 @@ fn parse_digits(s: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(s).ok()?.parse().ok()
-}
-
-fn keeps_alive(headers: &HeaderMap, version: Version) -> bool {
-    let has = |token: &[u8]| {
-        headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
-    };
-    match version {
-        Version::HTTP_11 => !has(b"close"),
-        _ => has(b"keep-alive"),
-    }
 }
 
 #[cfg(test)]
@@ -282,6 +315,21 @@ mod tests {
         );
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n");
         assert_eq!(parse(&mut buf, true).unwrap().unwrap().body, In::Empty);
+        // One plain value (read as the fields go by) and the shapes that take the whole check.
+        assert_eq!(b("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), In::Empty);
+        assert_eq!(
+            b("HTTP/1.1 200 OK\r\nContent-Length:  12 \r\n\r\n"),
+            In::Length(12)
+        );
+        for raw in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+        ] {
+            let h = head(raw).unwrap().unwrap();
+            assert_eq!(h.body, In::Length(3), "{raw:?}");
+            let values: Vec<_> = h.headers.get_all(header::CONTENT_LENGTH).iter().collect();
+            assert_eq!(values, ["3"], "one value goes on: {raw:?}");
+        }
     }
 
     #[test]
@@ -311,6 +359,13 @@ mod tests {
         assert!(k(
             "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
         ));
+        assert!(!k(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(k(
+            "HTTP/1.0 200 OK\r\nconnection: foo,keep-alive\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(k("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
     }
 
     #[test]
