@@ -34,6 +34,7 @@ Stdlib only.
 """
 import argparse
 import datetime
+import gzip
 import http.client
 import json
 import math
@@ -85,6 +86,10 @@ SCENARIOS = {
                          desc="as h1-1MiB-text with `Accept-Encoding: gzip`: each proxy compresses "
                               "(gzip level 5: nginx `gzip_comp_level 5`, Gatehouse `compress = [\"gzip\"]`, "
                               "HAProxy `compression algo gzip`)"),
+    "h1-1MiB-gzip-fast": dict(tool="wrk", conns=16, path="/1mtext-fast", gzip=True, smoke_conns=2,
+                              desc="as h1-1MiB-gzip at each proxy's fastest deflate, the class HAProxy's libslz "
+                                   "is in (nginx `gzip_comp_level 1`, Gatehouse `compress_level = \"fastest\"`, "
+                                   "HAProxy the same libslz)"),
     "h2c": dict(tool="h2load", conns=16, streams=10, path="/", smoke_conns=2, smoke_streams=4,
                 desc="h2c (prior knowledge), 16 connections x 10 concurrent streams, `GET /`"),
     # TLS scenarios: the contender's TLS listener (see make_tls for the certificate).
@@ -415,6 +420,7 @@ def start_backend(i, tmp, port):
         root {www};
         location = /1m {{ }}
         location = /1mtext {{ types {{ }} default_type text/plain; }}
+        location = /1mtext-fast {{ alias {www}/1mtext; types {{ }} default_type text/plain; }}
         location / {{
             default_type text/plain;
             return 200 "ok\\n";
@@ -481,6 +487,16 @@ def start_nginx_proxy(tmp, h1, h2, backends, tls_port=None, tls=None):
             gzip_proxied any;
             gzip_vary on;
         }}
+        location = /1mtext-fast {{
+            proxy_pass http://b;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            gzip on;
+            gzip_types text/plain;
+            gzip_comp_level 1;
+            gzip_proxied any;
+            gzip_vary on;
+        }}
     }}
 }}
 """
@@ -539,6 +555,8 @@ tls = true
         tls_site = f'tls = {{ cert = "{tls["cert"]}", key = "{tls["key"]}" }}\n'
     # Compression on its own route, so that the other scenarios' path has no compress rule to look at.
     compress_route = ('  [[site.route]]\n  path = "/1mtext"\n  pool = "backends"\n  compress = ["gzip"]\n'
+                      '  [[site.route]]\n  path = "/1mtext-fast"\n  pool = "backends"\n  compress = ["gzip"]\n'
+                      '  compress_level = "fastest"\n'
                       if compress else "")
     return f"""[server]
 workers = {WORKERS}
@@ -592,6 +610,28 @@ def http_get(port, path, timeout=10):
         conn.request("GET", path, headers={"Host": "bench.local"})
         r = conn.getresponse()
         return r.status, r.read()
+    finally:
+        conn.close()
+
+
+# (contender, path) -> bytes of its gzip answer to the 1 MiB text: the ratio each compressing scenario buys.
+GZIP_SIZES = {}
+
+
+def gzip_size(t, path):
+    """The size of a contender's gzip-encoded answer for `path` (None when it does not compress)."""
+    conn = http.client.HTTPConnection("127.0.0.1", t.h1_port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": "bench.local", "Accept-Encoding": "gzip"})
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200 or r.getheader("Content-Encoding") != "gzip":
+            return None
+        if len(gzip.decompress(body)) != ONE_MIB:
+            raise SetupError(f"{t.name}: GET {path} with gzip did not decompress to {ONE_MIB} bytes")
+        return len(body)
+    except (OSError, http.client.HTTPException) as e:
+        raise SetupError(f"{t.name}: GET {path} with gzip failed: {e!r}")
     finally:
         conn.close()
 
@@ -1056,6 +1096,19 @@ def render(summ, idle, scenarios, contenders, direct, info, params, runs):
             L.append("")
             L.append("The baseline build runs without `compress` (it may predate it), so its gzip figures are of "
                      "uncompressed responses and have no ratio.")
+    sized = [scn for scn in scenarios if SCENARIOS[scn].get("gzip")]
+    if sized:
+        L.append("")
+        L.append("What each compressing scenario sends for the 1 MiB text (gzip bytes, one request before the load):")
+        L.append("")
+        L.append("| scenario | " + " | ".join(DISPLAY[c] for c in contenders) + " |")
+        L.append("|---|" + "---:|" * len(contenders))
+        for scn in sized:
+            cells = []
+            for c in contenders:
+                n = GZIP_SIZES.get((c, SCENARIOS[scn]["path"]))
+                cells.append(f"{n:,} ({ONE_MIB / n:.1f}x)" if n else "not compressed")
+            L.append(f"| {scn} | " + " | ".join(cells) + " |")
     if idle:
         n = idle[0]["conns"]
         L.append("")
@@ -1386,6 +1439,9 @@ def main(argv=None):
             for c in a.contenders:
                 t = start_target(c)
                 sanity_check(t, h2="h2c" in a.scenarios)
+                for scn in a.scenarios:
+                    if SCENARIOS[scn].get("gzip"):
+                        GZIP_SIZES[(c, SCENARIOS[scn]["path"])] = gzip_size(t, SCENARIOS[scn]["path"])
                 tls_info = ""
                 if t.tls_port:
                     version, alpn = tls_check(t, tls, h2="tls-h2" in a.scenarios)
