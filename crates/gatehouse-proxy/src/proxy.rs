@@ -180,11 +180,11 @@ impl Proxy {
         // swap; the old ones stop after it (each connection is served as the kind its loop had).
         let mut respawned = Vec::new();
         for w in &respawn {
-            let (socket, limit) = self
+            let (sockets, limit) = self
                 .lock_listeners()
                 .loops_of(w.bind)
-                .ok_or_else(|| std::io::Error::other(format!("listener {:?} is gone", w.name)))??;
-            respawned.push((w, self.spawn_loops(w, &socket, limit)?));
+                .ok_or_else(|| std::io::Error::other(format!("listener {:?} is gone", w.name)))?;
+            respawned.push((w, self.spawn_loops(w, &sockets, limit)?));
         }
 
         let generation = self.generation.load(Relaxed) + 1;
@@ -328,25 +328,28 @@ impl Proxy {
     fn open_listeners(&self, wanted: &[Wanted]) -> std::io::Result<Vec<Bound>> {
         let mut sockets = Vec::new();
         for w in wanted {
-            let std_listener = listener::bind(w.bind).map_err(|e| {
+            let bound = listener::bind(w.bind, self.workers.len()).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!("listener {:?}: cannot bind {}: {e}", w.name, w.bind),
                 )
             })?;
-            sockets.push((w, std_listener));
+            sockets.push((w, bound));
         }
         let mut out = Vec::new();
-        for (w, socket) in sockets {
-            let local = socket.local_addr()?;
+        for (w, sockets) in sockets {
+            let local = sockets
+                .first()
+                .ok_or_else(|| std::io::Error::other("a listener with no socket"))?
+                .local_addr()?;
             let limit = Arc::new(
                 Limit::new("max_connections", w.max_connections).with_per_ip(w.max_conns_per_ip),
             );
-            let stop = self.spawn_loops(w, &socket, limit.clone())?;
+            let stop = self.spawn_loops(w, &sockets, limit.clone())?;
             out.push(Bound {
                 wanted: w.clone(),
                 local,
-                socket,
+                sockets,
                 stop,
                 limit,
             });
@@ -354,14 +357,14 @@ impl Proxy {
         Ok(out)
     }
 
-    /// Starts one accept loop per worker on `socket`, serving what `w` says; the sender stops them.
+    /// Starts one accept loop per worker, each on its own socket of `sockets` (or all on the one), serving
+    /// what `w` says; the sender stops them.
     fn spawn_loops(
         &self,
         w: &Wanted,
-        socket: &std::net::TcpListener,
+        sockets: &listener::Sockets,
         limit: Arc<Limit>,
     ) -> std::io::Result<Trigger> {
-        let local = socket.local_addr()?;
         let (stop, stop_rx) = Trigger::new();
         let tls = match w.kind {
             Kind::Http | Kind::Stream => None,
@@ -385,16 +388,17 @@ impl Proxy {
             shutdown: self.shutdown.signal(),
             limit,
         });
-        // One accept loop per worker, all on the same socket (each worker's epoll gets the readiness;
-        // whoever accepts first serves the connection).
-        for (worker, limit) in self.workers.iter().zip(&self.worker_limits) {
-            let socket = socket.try_clone()?;
+        // One accept loop per worker, on the worker's own socket: the kernel chose its connections.
+        for (i, (worker, limit)) in self.workers.iter().zip(&self.worker_limits).enumerate() {
+            let socket = sockets
+                .get(i)
+                .or(sockets.first())
+                .ok_or_else(|| std::io::Error::other("a listener with no socket"))?
+                .try_clone()?;
             let (ctx, stop_rx, limit) = (ctx.clone(), stop_rx.clone(), limit.clone());
             worker.spawn(async move {
-                match tokio::net::TcpListener::from_std(socket) {
-                    Ok(l) => listener::accept_loop(l, ctx, limit, stop_rx).await,
-                    Err(e) => tracing::error!(%local, error = %e, "cannot register listener with a worker"),
-                }
+                listener::accept_loop(mio::net::TcpListener::from_std(socket), ctx, limit, stop_rx)
+                    .await;
             });
         }
         Ok(stop)

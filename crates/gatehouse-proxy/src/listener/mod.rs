@@ -2,7 +2,7 @@
 //!
 //! * [`set`]: the listeners that are open, by kind, and the one place where a reload's listener changes are
 //!   worked out ([`set::ListenerSet::diff`]).
-//! * [`accept_loop`]: one per listener per worker, all on the same socket.
+//! * [`accept_loop`]: one per listener per worker, each on the worker's own socket ([`bind`]).
 //! * [`serve`]: one task per connection: TLS handshake if the listener says so, HTTP/1.1 or HTTP/2 by hyper,
 //!   beside the connection's watchdog.
 //! * [`client_io`]: the client socket, wrapped to feed the watchdog's clocks and the framing scanner.
@@ -27,19 +27,56 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use crate::conn::connections_released;
 use crate::conn::released;
 
-/// Binds a listening socket. SO_REUSEADDR lets a restarted Gatehouse bind at once over TIME_WAIT sockets.
-pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// A listener's sockets: one per worker, or one for all.
+pub type Sockets = Arc<[std::net::TcpListener]>;
+
+/// Binds a listener's sockets. SO_REUSEADDR lets a restarted Gatehouse bind at once over TIME_WAIT sockets.
+///
+/// With more than one worker, each gets a socket of its own (SO_REUSEPORT): the kernel spreads new connections
+/// over the workers' accept queues, and no worker wakes for a connection another one takes (on one shared
+/// socket every worker's epoll is woken for each). SO_REUSEPORT would also let another process of ours bind
+/// the port beside us and take a share of its connections, silently: so the address is first bound without
+/// it, which fails if anything holds the port, and only then by the workers' sockets.
+pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Sockets> {
+    if workers <= 1 {
+        return Ok(Arc::new([listen(addr, false)?]));
+    }
+    let addr = {
+        let probe = socket(addr)?;
+        probe.bind(&addr.into())?;
+        probe
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("bound to a non-IP address"))?
+    };
+    (0..workers)
+        .map(|_| listen(addr, true))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map(Into::into)
+}
+
+fn socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(false).ok();
+    }
+    Ok(socket)
+}
+
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket(addr)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -205,48 +242,77 @@ impl Drop for Permits {
 
 /// Accepts until `stop` turns true (listener removed or replaced by a reload, or shutdown). `worker` is the
 /// worker's own connection limit, shared by all its listeners.
+///
+/// A connection waiting on the socket comes first, then the units of the limits, then the accept: each
+/// worker has a socket of its own, and a unit held by a loop whose socket is empty would be lost to the other
+/// workers' loops, whose sockets may hold connections (tokio's `TcpListener` can only accept, not wait for
+/// one to be there, so the socket is mio's under an `AsyncFd`).
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: mio::net::TcpListener,
     ctx: Arc<ListenerContext>,
     worker: Arc<Limit>,
     stop: Signal,
 ) {
+    // SAFETY: the mio listener owns its descriptor and moves into the AsyncFd, which owns it from then on:
+    // it stays open, and the same, until the AsyncFd is dropped.
+    #[allow(unsafe_code)]
+    let registered = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) };
+    let listener = match registered {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listener = %ctx.settings.name, error = %e, "cannot register listener with a worker");
+            return;
+        }
+    };
     // One wait on `stop` for the loop's life, polled on every pass (see `signal.rs` for why not a watch).
     let mut stopped = stop.wait();
     loop {
-        // Units of the limits first: beyond either, stop accepting.
+        let mut ready = tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            ready = listener.readable() => match ready {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(listener = %ctx.settings.name, error = %e, "listener failed");
+                    break;
+                }
+            },
+        };
+        // Units of the limits next: beyond either, stop accepting (the connection waits in the kernel's queue).
         let units = async {
             let mut permits = Permits::default();
             permits.0[0] = worker.acquire(&ctx.settings.name).await;
             permits.0[1] = ctx.limit.acquire(&ctx.settings.name).await;
             permits
         };
-        let permits = tokio::select! {
+        let mut permits = tokio::select! {
             biased;
             _ = &mut stopped => break,
             p = units => p,
         };
-        tokio::select! {
-            biased;
-            _ = &mut stopped => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let mut permits = permits;
-                    ctx.limit.accepted.fetch_add(1, Relaxed);
-                    ctx.limit.open.fetch_add(1, Relaxed);
-                    permits.1 = Some(ctx.limit.clone());
-                    if ctx.settings.stream {
-                        tokio::spawn(stream::serve(stream, peer, ctx.clone(), permits));
-                    } else {
-                        tokio::spawn(serve::serve_connection(stream, peer, ctx.clone(), permits));
-                    }
+        // Would block: the connection went (or another pass took the last one); the readiness is cleared and
+        // the units go back.
+        let Ok(accepted) = ready.try_io(|l| l.get_ref().accept()) else {
+            continue;
+        };
+        let stream = accepted
+            .and_then(|(s, peer)| Ok((TcpStream::from_std(std::net::TcpStream::from(s))?, peer)));
+        match stream {
+            Ok((stream, peer)) => {
+                ctx.limit.accepted.fetch_add(1, Relaxed);
+                ctx.limit.open.fetch_add(1, Relaxed);
+                permits.1 = Some(ctx.limit.clone());
+                if ctx.settings.stream {
+                    tokio::spawn(stream::serve(stream, peer, ctx.clone(), permits));
+                } else {
+                    tokio::spawn(serve::serve_connection(stream, peer, ctx.clone(), permits));
                 }
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }

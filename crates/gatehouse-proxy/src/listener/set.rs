@@ -91,7 +91,7 @@ pub struct Bound {
     pub wanted: Wanted,
     pub local: SocketAddr,
     /// Kept to start new accept loops on (a reload that changes what the listener serves).
-    pub socket: std::net::TcpListener,
+    pub sockets: super::Sockets,
     /// Tells the listener's accept loops to stop.
     pub stop: Trigger,
     /// Its `max_connections`, shared by all its accept loops, old and new.
@@ -165,14 +165,11 @@ impl ListenerSet {
         }
     }
 
-    /// The socket and limit of the listener at `bind`, to start new accept loops on.
-    pub fn loops_of(
-        &self,
-        bind: SocketAddr,
-    ) -> Option<std::io::Result<(std::net::TcpListener, Arc<Limit>)>> {
+    /// The sockets and limit of the listener at `bind`, to start new accept loops on.
+    pub fn loops_of(&self, bind: SocketAddr) -> Option<(super::Sockets, Arc<Limit>)> {
         self.bound
             .get(&bind)
-            .map(|b| Ok((b.socket.try_clone()?, b.limit.clone())))
+            .map(|b| (b.sockets.clone(), b.limit.clone()))
     }
 
     /// Replaces the listener at `bind`'s accept loops (already started) and settings; the old loops stop.
@@ -238,7 +235,7 @@ mod tests {
         Bound {
             wanted: l.clone(),
             local: l.bind,
-            socket: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            sockets: Arc::new([std::net::TcpListener::bind("127.0.0.1:0").unwrap()]),
             stop,
             limit: Arc::new(Limit::new("max_connections", l.max_connections)),
         }
