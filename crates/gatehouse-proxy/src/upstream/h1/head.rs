@@ -123,7 +123,9 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Err
     for f in resp.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes())
             .map_err(|_| Error::Head("invalid header name"))?;
-        seen.field(&name, f.value);
+        if !seen.field(&name, f.value) {
+            continue;
+        }
         let start = f.value.as_ptr() as usize - base;
         spans.push((name, start, start + f.value.len()));
     }
@@ -164,18 +166,30 @@ struct Seen {
 }
 
 impl Seen {
-    fn field(&mut self, name: &HeaderName, value: &[u8]) {
+    /// Notes a field; `false` when it is not to be kept in the map: a `Connection` that names no header (only
+    /// `close` or `keep-alive`: what it says is noted here) and `Keep-Alive`. Both are hop-by-hop, and the
+    /// response path would only remove them again, a hash and a removal each (most servers send them on every
+    /// response). A `Connection` that names other headers stays, for those to be removed with it.
+    fn field(&mut self, name: &HeaderName, value: &[u8]) -> bool {
         if *name == header::CONTENT_LENGTH {
             self.content_lengths += 1;
             self.content_length = parse_digits(value.trim_ascii());
         } else if *name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
         } else if *name == header::CONNECTION {
+            let mut names_others = false;
             for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                let close = token.eq_ignore_ascii_case(b"close");
+                let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                self.close |= close;
+                self.keep_alive |= keep_alive;
+                names_others |= !(close || keep_alive || token.is_empty());
             }
+            return names_others;
+        } else if name.as_str() == "keep-alive" {
+            return false;
         }
+        true
     }
 }
 
@@ -286,6 +300,34 @@ mod tests {
         assert_eq!(h.headers.len(), 61);
         let values: Vec<_> = h.headers.get_all("x-f7").iter().collect();
         assert_eq!(values, ["v7", "v37"]);
+    }
+
+    #[test]
+    fn connection_fields_that_name_no_header_are_noted_not_kept() {
+        let h = head("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\nX-A: b\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+        assert_eq!(h.headers.len(), 2, "{:?}", h.headers);
+        assert!(!h.headers.contains_key(header::CONNECTION));
+        assert!(!h.headers.contains_key("keep-alive"));
+        let h = head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        assert!(!h.headers.contains_key(header::CONNECTION));
+        // One that names a header stays, for that header to be removed with it; so does `upgrade`.
+        let h = head("HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        assert_eq!(h.headers[header::CONNECTION], "close, X-Secret");
+        let h = head(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.headers[header::CONNECTION], "Upgrade");
     }
 
     #[test]
