@@ -26,6 +26,17 @@ fn listening_sockets(port: u16) -> usize {
         .count()
 }
 
+/// A listener of the test's own on `addr` with SO_REUSEPORT: another process of the same user, as the kernel
+/// sees it.
+fn hold_with_reuseport(addr: SocketAddr) -> socket2::Socket {
+    let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    holder.set_reuse_address(true).unwrap();
+    holder.set_reuse_port(true).unwrap();
+    holder.bind(&addr.into()).unwrap();
+    holder.listen(16).unwrap();
+    holder
+}
+
 #[test]
 fn each_worker_accepts_on_a_socket_of_its_own() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -46,11 +57,7 @@ fn a_port_another_process_holds_with_reuseport_is_refused_at_start() {
     // ours bind beside it and take a share of its connections, silently; it must be "cannot bind" instead.
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    holder.set_reuse_address(true).unwrap();
-    holder.set_reuse_port(true).unwrap();
-    holder.bind(&addr.into()).unwrap();
-    holder.listen(16).unwrap();
+    let holder = hold_with_reuseport(addr);
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gatehouse.toml");
@@ -100,11 +107,7 @@ fn a_reload_onto_a_taken_port_is_refused_and_the_rest_keeps_serving() {
     let backend = rt.block_on(Backend::start("b"));
     let g = Gatehouse::start(&config(backend.addr));
     let taken: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    holder.set_reuse_address(true).unwrap();
-    holder.set_reuse_port(true).unwrap();
-    holder.bind(&taken.into()).unwrap();
-    holder.listen(16).unwrap();
+    let holder = hold_with_reuseport(taken);
 
     g.write_config(&format!(
         "{}\n[[listener]]\nname = \"taken\"\nbind = \"{taken}\"\n",
