@@ -22,11 +22,30 @@ async fn forwarded_headers_from_an_untrusted_client() {
             ("x-forwarded-for", "6.6.6.6"),
             ("x-real-ip", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=6.6.6.6;proto=https"),
+            ("x-request-id", "front-42"),
         ],
     )
     .await;
     assert_eq!(r.status, 200);
     let seen = &b.seen()[0].headers;
+    // The proxy's fields replace the client's: each arrives once (they are written beside the header map
+    // for an HTTP/1.1 server, so a client copy left in the map would arrive too).
+    for name in [
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+    ] {
+        assert_eq!(seen.get_all(name).iter().count(), 1, "{name} arrives once");
+    }
+    assert!(!seen.contains_key("forwarded"), "Forwarded removed");
+    assert_eq!(
+        seen["x-request-id"], "front-42",
+        "a valid client id is kept"
+    );
     assert_eq!(seen["host"], "Example.com:8443", "Host unchanged");
     assert_eq!(
         seen["x-forwarded-for"], "127.0.0.1",

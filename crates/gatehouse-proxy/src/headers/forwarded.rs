@@ -11,6 +11,7 @@
 //! untrusted client — its address when one can be read from it, else `0.0.0.0`, which no allow rule admits —
 //! never as the last trusted hop.
 
+use crate::upstream::request::{Added, Field};
 use gatehouse_config::canonical;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -85,6 +86,53 @@ pub struct Forwarded<'a> {
     pub proto: &'static str,
 }
 
+/// What an untrusted peer's request carries upstream in place of its own forwarding headers: every one of
+/// these is removed from it (the first four and X-Request-Id are then set by the proxy).
+static FROM_UNTRUSTED_REPLACED: [HeaderName; 8] = [
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    crate::headers::X_REQUEST_ID,
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
+
+/// The forwarded headers of a request from an untrusted peer, as [`set_forwarded_headers`] sets them, but
+/// into the side list of an HTTP/1.1 request (see [`crate::upstream::request`]); the client's own forwarding
+/// headers and X-Request-Id are removed from `headers` first, so none goes up twice.
+pub fn replace_forwarded(
+    headers: &mut HeaderMap,
+    f: &Forwarded<'_>,
+    host: Option<HeaderValue>,
+    added: &mut Added,
+) {
+    debug_assert!(!f.peer_trusted);
+    // One pass over the names compares them (their lengths first) and hashes nothing; almost no request has
+    // any of them, and a remove would hash each name.
+    if headers.keys().any(|n| FROM_UNTRUSTED_REPLACED.contains(n)) {
+        for name in &FROM_UNTRUSTED_REPLACED {
+            headers.remove(name);
+        }
+    }
+    added.set(Field::ForwardedFor, f.peer_value.clone());
+    added.set(Field::RealIp, real_ip(f));
+    added.set(Field::ForwardedProto, HeaderValue::from_static(f.proto));
+    if let Some(h) = host {
+        added.set(Field::ForwardedHost, h);
+    }
+}
+
+/// The X-Real-IP value: the client's address.
+fn real_ip(f: &Forwarded<'_>) -> HeaderValue {
+    if f.client_is_peer {
+        f.peer_value.clone()
+    } else {
+        HeaderValue::from_str(&f.client_ip.to_string()).unwrap_or_else(|_| f.peer_value.clone())
+    }
+}
+
 /// Sets the forwarded headers on a request going upstream. `host` is the request's Host, if any.
 pub fn set_forwarded_headers(
     headers: &mut HeaderMap,
@@ -120,12 +168,7 @@ pub fn set_forwarded_headers(
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
 
-    let real_ip = if f.client_is_peer {
-        f.peer_value.clone()
-    } else {
-        HeaderValue::from_str(&f.client_ip.to_string()).unwrap_or_else(|_| f.peer_value.clone())
-    };
-    headers.insert(X_REAL_IP.clone(), real_ip);
+    headers.insert(X_REAL_IP.clone(), real_ip(f));
 
     if !(f.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(f.proto));
@@ -216,6 +259,29 @@ mod tests {
         assert_eq!(h[&X_REAL_IP], "203.0.113.9");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
         assert_eq!(h[&X_FORWARDED_HOST], "example.com");
+    }
+
+    #[test]
+    fn replaced_beside_the_map_they_leave_no_client_copy() {
+        let mut h = xff("6.6.6.6");
+        h.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+        h.insert("x-request-id", HeaderValue::from_static("front-1"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        let peer = HeaderValue::from_static("203.0.113.9");
+        let f = Forwarded {
+            peer_value: &peer,
+            peer_trusted: false,
+            client_ip: ip("203.0.113.9"),
+            client_is_peer: true,
+            proto: "https",
+        };
+        let mut added = Added::default();
+        replace_forwarded(&mut h, &f, None, &mut added);
+        assert_eq!(h.len(), 1, "only accept is left: {h:?}");
+        assert_eq!(added.get(Field::ForwardedFor).unwrap(), "203.0.113.9");
+        assert_eq!(added.get(Field::RealIp).unwrap(), "203.0.113.9");
+        assert_eq!(added.get(Field::ForwardedProto).unwrap(), "https");
+        assert!(added.get(Field::ForwardedHost).is_none(), "no host, none");
     }
 
     #[test]

@@ -5,10 +5,11 @@
 
 use crate::context::RequestCtx;
 use crate::error::ProxyError;
-use crate::headers::forwarded::{set_forwarded_headers, Forwarded};
+use crate::headers::forwarded::{replace_forwarded, set_forwarded_headers, Forwarded};
 use crate::headers::hop::{allow_upgrade, is_upgrade_request, remove_hop_by_hop};
 use crate::snapshot::PoolRt;
 use crate::upstream::body::RequestBody;
+use crate::upstream::request::{Added, Field, UpRequest};
 use gatehouse_policy::header_rules::{HeaderRuleSet, Vars};
 use gatehouse_policy::rewrite::PathRewrite;
 use gatehouse_route::strip_matched_prefix;
@@ -46,7 +47,7 @@ pub struct Input<'a> {
 pub struct Outgoing {
     /// Boxed: the request goes down five nested futures (retries, attempt, send, the sender, the HTTP/1.1
     /// client), and each would hold its 320 bytes, twice where it is moved on (see docs/benchmarks.md).
-    pub req: Box<Request<RequestBody>>,
+    pub req: Box<UpRequest>,
     /// For an allowed upgrade request: the client side of the future tunnel, and the protocols offered.
     pub client_upgrade: Option<(OnUpgrade, http::HeaderMap)>,
 }
@@ -68,8 +69,16 @@ pub fn request(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
-    // The forwarded headers, X-Request-Id and Host go in below: one growth of the map, not one per insert.
-    parts.headers.reserve(6);
+    let pool = input.pool;
+    let peer = &ctx.conn().peer;
+    // Straight to an HTTP/1.1 server, from a peer whose forwarding headers count for nothing, with no header
+    // rules to read or change them: the fields the proxy adds go beside the map (upstream::request), not in it.
+    let beside =
+        !input.peer_trusted && !upgrade && !pool.connect.http2 && input.request_headers.is_none();
+    if !beside {
+        // The forwarded headers, X-Request-Id and Host go in below: one growth of the map, not one per insert.
+        parts.headers.reserve(6);
+    }
     // The host routed by is the host sent (absolute-form and h2 carry it in the target, RFC 9112 §3.2.2).
     let host = input.authority.cloned();
     match &host {
@@ -88,7 +97,6 @@ pub fn request(
         input.rewrite,
     )?;
     remove_hop_by_hop(&mut parts.headers, upgrade);
-    let peer = &ctx.conn().peer;
     let fwd = Forwarded {
         peer_value: &peer.ip_value,
         peer_trusted: input.peer_trusted,
@@ -96,7 +104,6 @@ pub fn request(
         client_is_peer: ctx.client_ip == peer.addr.ip(),
         proto: peer.scheme.as_str(),
     };
-    let pool = input.pool;
     let h2_client = parts.version == Version::HTTP_2;
     if pool.connect.http2 && !upgrade {
         // An HTTP/2 upstream takes the host as :authority in an absolute target, not as a Host header.
@@ -128,10 +135,16 @@ pub fn request(
         }
         parts.version = Version::HTTP_11;
     }
-    set_forwarded_headers(&mut parts.headers, &fwd, host);
-    parts
-        .headers
-        .insert(crate::headers::X_REQUEST_ID, ctx.request_id.clone());
+    let mut added = Added::default();
+    if beside {
+        replace_forwarded(&mut parts.headers, &fwd, host, &mut added);
+        added.set(Field::RequestId, ctx.request_id.clone());
+    } else {
+        set_forwarded_headers(&mut parts.headers, &fwd, host);
+        parts
+            .headers
+            .insert(crate::headers::X_REQUEST_ID, ctx.request_id.clone());
+    }
     if let Some(rules) = input.request_headers {
         let vars = Vars {
             client_ip: ctx.client_ip,
@@ -156,7 +169,7 @@ pub fn request(
         RequestBody::new(body, input.max_body, counted, input.body_timeout),
     );
     Ok(Outgoing {
-        req: Box::new(req),
+        req: Box::new(UpRequest::new(req, added)),
         client_upgrade,
     })
 }

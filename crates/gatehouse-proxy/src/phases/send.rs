@@ -24,6 +24,7 @@ use crate::error::ProxyError;
 use crate::snapshot::PoolRt;
 use crate::upstream::body::{BodyStalled, BoxError, ClientBodyError, RequestBody, TooLarge};
 use crate::upstream::connect::{connect, resume};
+use crate::upstream::request::{Added, UpRequest};
 use crate::upstream::response::ServerBody;
 use crate::upstream::sender::{SendFailure, Sender};
 use crate::upstream::Upstream;
@@ -45,7 +46,7 @@ pub struct Sent<'p> {
 
 pub async fn with_retries<'p>(
     pool: &'p PoolRt,
-    mut req: Box<Request<RequestBody>>,
+    mut req: Box<UpRequest>,
     upgrade: bool,
     body_timeout: Duration,
     ctx: &mut RequestCtx,
@@ -185,31 +186,33 @@ struct Replay {
     uri: http::Uri,
     version: http::Version,
     headers: http::HeaderMap,
+    added: Added,
 }
 
 impl Replay {
     /// Whether `req` may be sent again after its connection broke before any response byte.
-    fn applies(req: &Request<RequestBody>, upgrade: bool) -> bool {
+    fn applies(req: &UpRequest, upgrade: bool) -> bool {
         use http_body::Body as _;
         crate::upstream::h1::is_idempotent(req.method()) && !upgrade && req.body().is_end_stream()
     }
 
-    fn of(req: &Request<RequestBody>) -> Replay {
+    fn of(req: &UpRequest) -> Replay {
         Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
             headers: req.headers().clone(),
+            added: req.added().clone(),
         }
     }
 
-    fn request(&self, body_timeout: Duration) -> Request<RequestBody> {
+    fn request(&self, body_timeout: Duration) -> UpRequest {
         let mut r = Request::new(RequestBody::empty(body_timeout));
         *r.method_mut() = self.method.clone();
         *r.uri_mut() = self.uri.clone();
         *r.version_mut() = self.version;
         *r.headers_mut() = self.headers.clone();
-        r
+        UpRequest::new(r, self.added.clone())
     }
 }
 
@@ -217,17 +220,17 @@ enum Try {
     /// The server answered with a response head.
     Sent(Response<ServerBody>, Sender),
     /// Nothing reached the server: the request is handed back for another.
-    NotSent(Box<Request<RequestBody>>, ProxyError),
+    NotSent(Box<UpRequest>, ProxyError),
     /// The request was written and then failed: final, unless the connection broke before any response
     /// byte, the request had no body, and it came back (HTTP/1.1): then an idempotent one may go again.
-    Failed(ProxyError, Option<Box<Request<RequestBody>>>),
+    Failed(ProxyError, Option<Box<UpRequest>>),
 }
 
 /// One server: idle pooled connections first (skipping ones found closed), then a new connection.
 async fn attempt(
     pool: &PoolRt,
     up: &Upstream,
-    mut req: Box<Request<RequestBody>>,
+    mut req: Box<UpRequest>,
     upgrade: bool,
     body_timeout: Duration,
     ctx: &mut RequestCtx,
@@ -292,7 +295,7 @@ async fn send(
     pool: &PoolRt,
     up: &Upstream,
     mut sender: Sender,
-    req: Box<Request<RequestBody>>,
+    req: Box<UpRequest>,
     body: &Body,
 ) -> Try {
     // A body still coming keeps the response clock stopped: it starts when the body is complete. One

@@ -5,6 +5,7 @@
 //! * [`h1`] speaks HTTP/1.1 on it, inside the request's task (hyper's client only for upgrades);
 //! * [`pool`] keeps idle keep-alive connections per server and worker (and shares HTTP/2 ones), so most
 //!   requests open none; HTTP/1.1 ones idle for a second park as bare sockets ([`io`]);
+//! * [`request`] is a request as it goes up: the rewritten request, and the fields the proxy adds beside it;
 //! * [`sender`] is the handle a request is sent on (an HTTP/2 one holds a stream, up to the server's limit,
 //!   which [`h2_settings`] reads); [`body`] the request body as it goes up, [`response`] the response body
 //!   as it comes down.
@@ -19,6 +20,7 @@ pub mod h2_settings;
 pub mod health;
 pub mod io;
 pub mod pool;
+pub mod request;
 pub mod response;
 pub mod sender;
 

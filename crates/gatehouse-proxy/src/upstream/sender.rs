@@ -10,8 +10,9 @@
 
 use super::body::{BoxError, RequestBody};
 use super::h1::{self, H1Conn};
+use super::request::UpRequest;
 use super::response::ServerBody;
-use http::{Request, Response};
+use http::Response;
 use hyper::client::conn::{http1, http2};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
@@ -31,10 +32,10 @@ pub enum Sender {
 #[derive(Debug)]
 pub enum SendFailure {
     /// Nothing reached the server: the request, untouched, for another connection.
-    NotSent(Box<Request<RequestBody>>, BoxError),
+    NotSent(Box<UpRequest>, BoxError),
     /// The request was written and then failed; a request without a body comes back where the connection
     /// can tell (HTTP/1.1), for a replay of an idempotent one.
-    Failed(BoxError, Option<Box<Request<RequestBody>>>),
+    Failed(BoxError, Option<Box<UpRequest>>),
     /// No response head within the time given (a sender that runs its own clock).
     TimedOut,
 }
@@ -162,14 +163,14 @@ impl Sender {
     /// here would make every request's future larger).
     pub async fn try_send(
         &mut self,
-        req: Box<Request<RequestBody>>,
+        req: Box<UpRequest>,
         within: Option<Duration>,
     ) -> Result<Response<ServerBody>, SendFailure> {
         let hyper = |r: Result<_, hyper::client::conn::TrySendError<_>>| match r {
             Ok(resp) => Ok(Response::map(resp, ServerBody::Hyper)),
             Err(mut e) => match e.take_message() {
                 Some(back) => Err(SendFailure::NotSent(
-                    Box::new(back),
+                    Box::new(UpRequest::from(back)),
                     Box::new(e.into_error()),
                 )),
                 None => Err(SendFailure::Failed(Box::new(e.into_error()), None)),
@@ -193,8 +194,8 @@ impl Sender {
                 req,
                 "connection already in use".into(),
             )),
-            Sender::Upgrade(s) => hyper(s.try_send_request(*req).await),
-            Sender::H2(s) => hyper(s.tx.try_send_request(*req).await),
+            Sender::Upgrade(s) => hyper(s.try_send_request(req.into_request()).await),
+            Sender::H2(s) => hyper(s.tx.try_send_request(req.into_request()).await),
         }
     }
 }

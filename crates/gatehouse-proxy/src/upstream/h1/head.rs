@@ -4,6 +4,7 @@
 //! (502), never guessed at.
 
 use super::Error;
+use crate::upstream::request::Added;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
@@ -24,10 +25,10 @@ pub enum Out {
     Chunked,
 }
 
-/// Writes `req`'s head into `out` (cleared first), and says how its body follows. The request has been
-/// rewritten (hop-by-hop headers, `Transfer-Encoding` among them, are gone); its length is its
-/// `Content-Length` or the body's exact size, else it is chunked.
-pub fn encode<B: http_body::Body>(req: &Request<B>, out: &mut Vec<u8>) -> Out {
+/// Writes `req`'s head into `out` (cleared first), its map's fields then the `added` ones, and says how its
+/// body follows. The request has been rewritten (hop-by-hop headers, `Transfer-Encoding` among them, are
+/// gone); its length is its `Content-Length` or the body's exact size, else it is chunked.
+pub fn encode<B: http_body::Body>(req: &Request<B>, added: &Added, out: &mut Vec<u8>) -> Out {
     out.clear();
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
@@ -36,6 +37,12 @@ pub fn encode<B: http_body::Body>(req: &Request<B>, out: &mut Vec<u8>) -> Out {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in req.headers() {
         out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (field, value) in added.iter() {
+        out.extend_from_slice(field.name().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -411,13 +418,32 @@ mod tests {
     }
 
     #[test]
+    fn added_fields_follow_the_maps() {
+        use crate::upstream::request::Field;
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "example.com")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let mut added = Added::default();
+        added.set(Field::RequestId, HeaderValue::from_static("id-1"));
+        added.set(Field::ForwardedFor, HeaderValue::from_static("203.0.113.9"));
+        let mut out = Vec::new();
+        assert_eq!(encode(&req, &added, &mut out), Out::Empty);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /x HTTP/1.1\r\nhost: example.com\r\nx-forwarded-for: 203.0.113.9\r\nx-request-id: id-1\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn request_heads_say_their_framing() {
         let mut out = Vec::new();
         let req = Request::post("/a?b")
             .header("host", "x")
             .body(http_body_util::Empty::<Bytes>::new())
             .unwrap();
-        assert_eq!(encode(&req, &mut out), Out::Empty);
+        assert_eq!(encode(&req, &Added::default(), &mut out), Out::Empty);
         assert_eq!(
             out,
             b"POST /a?b HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"
@@ -425,7 +451,7 @@ mod tests {
         let req = Request::get("/")
             .body(http_body_util::Full::new(Bytes::from_static(b"abc")))
             .unwrap();
-        assert_eq!(encode(&req, &mut out), Out::Length(3));
+        assert_eq!(encode(&req, &Added::default(), &mut out), Out::Length(3));
         let req = Request::put("/")
             .body(http_body_util::StreamBody::new(
                 futures_util::stream::empty::<
@@ -433,7 +459,7 @@ mod tests {
                 >(),
             ))
             .unwrap();
-        assert_eq!(encode(&req, &mut out), Out::Chunked);
+        assert_eq!(encode(&req, &Added::default(), &mut out), Out::Chunked);
         assert!(out.ends_with(b"transfer-encoding: chunked\r\n\r\n"));
     }
 }

@@ -14,8 +14,9 @@ pub mod head;
 
 use super::body::{BoxError, RequestBody};
 use super::io::UpstreamIo;
+use super::request::UpRequest;
 use bytes::{Buf, BytesMut};
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use http_body::Body as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -76,10 +77,10 @@ pub struct H1Conn {
 #[derive(Debug)]
 pub enum SendError {
     /// Nothing the server could act on was sent: the request, untouched, for another connection.
-    NotSent(Box<Request<RequestBody>>, Error),
+    NotSent(Box<UpRequest>, Error),
     /// Written, and no response head came: final for a request with a body; one without comes back, and may
     /// go to another server if it is idempotent (the caller decides).
-    Failed(Error, Option<Box<Request<RequestBody>>>),
+    Failed(Error, Option<Box<UpRequest>>),
 }
 
 impl H1Conn {
@@ -147,14 +148,14 @@ impl H1Conn {
 /// `within`, the whole exchange gets that long (the response clock, when the request body is complete).
 pub async fn send(
     mut conn: Box<H1Conn>,
-    mut req: Box<Request<RequestBody>>,
+    mut req: Box<UpRequest>,
     within: Option<Duration>,
 ) -> Result<Response<body::Body>, SendError> {
     if let Some(within) = within {
         conn.arm(within);
     }
     let reused = std::mem::replace(&mut conn.reused, true);
-    let framing = head::encode(&req, &mut conn.out);
+    let framing = head::encode(&req, req.added(), &mut conn.out);
     let head_request = req.method() == Method::HEAD;
     let bodiless = framing == head::Out::Empty;
     // The write waits for the worker's next turn (tokio defers a yield until after its next I/O poll): the
