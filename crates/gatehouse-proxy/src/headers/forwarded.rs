@@ -11,7 +11,7 @@
 //! untrusted client — its address when one can be read from it, else `0.0.0.0`, which no allow rule admits —
 //! never as the last trusted hop.
 
-use crate::upstream::request::{Added, Field};
+use super::added::{Added, Field};
 use gatehouse_config::canonical;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -100,7 +100,7 @@ static FROM_UNTRUSTED_REPLACED: [HeaderName; 8] = [
 ];
 
 /// The forwarded headers of a request from an untrusted peer, as [`set_forwarded_headers`] sets them, but
-/// into the side list of an HTTP/1.1 request (see [`crate::upstream::request`]); the client's own forwarding
+/// into the side list of an HTTP/1.1 request (see [`super::added`]); the client's own forwarding
 /// headers and X-Request-Id are removed from `headers` first, so none goes up twice.
 pub fn replace_forwarded(
     headers: &mut HeaderMap,

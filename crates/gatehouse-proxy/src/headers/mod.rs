@@ -1,5 +1,6 @@
 //! Header rules applied on the way through, one file per concern.
 
+pub mod added;
 pub mod forwarded;
 pub mod hop;
 

@@ -5,11 +5,12 @@
 
 use crate::context::RequestCtx;
 use crate::error::ProxyError;
+use crate::headers::added::{Added, Field};
 use crate::headers::forwarded::{replace_forwarded, set_forwarded_headers, Forwarded};
 use crate::headers::hop::{allow_upgrade, is_upgrade_request, remove_hop_by_hop};
 use crate::snapshot::PoolRt;
 use crate::upstream::body::RequestBody;
-use crate::upstream::request::{Added, Field, UpRequest};
+use crate::upstream::request::UpRequest;
 use gatehouse_policy::header_rules::{HeaderRuleSet, Vars};
 use gatehouse_policy::rewrite::PathRewrite;
 use gatehouse_route::strip_matched_prefix;
@@ -72,7 +73,7 @@ pub fn request(
     let pool = input.pool;
     let peer = &ctx.conn().peer;
     // Straight to an HTTP/1.1 server, from a peer whose forwarding headers count for nothing, with no header
-    // rules to read or change them: the fields the proxy adds go beside the map (upstream::request), not in it.
+    // rules to read or change them: the fields the proxy adds go beside the map (headers::added), not in it.
     let beside =
         !input.peer_trusted && !upgrade && !pool.connect.http2 && input.request_headers.is_none();
     if !beside {

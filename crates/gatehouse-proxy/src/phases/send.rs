@@ -21,10 +21,11 @@
 use crate::context::BodyProgress;
 use crate::context::{Attempt, Outcome, RequestCtx};
 use crate::error::ProxyError;
+use crate::headers::added::Added;
 use crate::snapshot::PoolRt;
 use crate::upstream::body::{BodyStalled, BoxError, ClientBodyError, RequestBody, TooLarge};
 use crate::upstream::connect::{connect, resume};
-use crate::upstream::request::{Added, UpRequest};
+use crate::upstream::request::UpRequest;
 use crate::upstream::response::ServerBody;
 use crate::upstream::sender::{SendFailure, Sender};
 use crate::upstream::Upstream;

@@ -4,7 +4,7 @@
 //! (502), never guessed at.
 
 use super::Error;
-use crate::upstream::request::Added;
+use crate::headers::added::Added;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn added_fields_follow_the_maps() {
-        use crate::upstream::request::Field;
+        use crate::headers::added::Field;
         let req = Request::builder()
             .uri("/x")
             .header("host", "example.com")
